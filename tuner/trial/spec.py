@@ -1,0 +1,106 @@
+"""The versioned JSON that passes between the tuner and a trial worker.
+
+The parent writes a ``TrialSpec`` to the worker's stdin and reads a ``TrialResult``
+from a dedicated pipe fd (libraries print to stdout, so stdout is never the channel).
+Both carry ``SPEC_VERSION``; a worker refuses a spec of another version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SPEC_VERSION = 1
+
+# Statuses a worker itself can report.
+OK = "ok"
+UNSUPPORTED = "unsupported"  # the backend cannot run this configuration
+ERROR = "error"  # an exception inside the worker
+# Statuses only the parent assigns.
+CRASHED = "crashed"  # exited or was killed by a signal without a result
+TIMEOUT = "timeout"
+INVALID = "invalid"  # effective settings differ from the requested ones
+REJECTED = "rejected"  # measured, but below the accuracy guard
+INTERRUPTED = "interrupted"  # the tuner itself died during the trial
+DUPLICATE = "duplicate"  # same configuration as an earlier trial; result reused
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model resolved to a local folder, with a hash of what it contains."""
+
+    model_id: str  # what the user typed
+    path: str  # local folder with config.json and weights
+    content_hash: str  # sha256 over config, weights and tokenizer files
+    task: str  # "embedding" (encoder, mean-pooled) or "classification"
+
+
+@dataclass(frozen=True)
+class Workload:
+    seq_len: int
+    batch: int = 1
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How long a trial warms up and measures (pyperf-style minimums)."""
+
+    warmup_calls: int = 10
+    warmup_seconds: float = 0.3
+    min_calls: int = 30
+    min_seconds: float = 1.0
+    max_calls: int = 5000
+    max_seconds: float = 10.0
+
+
+@dataclass
+class TrialSpec:
+    model: ModelRef
+    workload: Workload
+    config: dict[str, Any]  # flat: backend, precision, threads, binding, recipe keys...
+    cache_dir: str
+    eval_texts: list[str]
+    reference_path: str | None = None  # .npz written by a "reference" run
+    mode: str = "trial"  # "trial" or "reference"
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    # The CPU set the parent asked the binding for (None: unbound); the worker's
+    # probe reports what it got, and the parent compares.
+    expected_cpus: list[int] | None = None
+    version: int = SPEC_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrialSpec":
+        data = json.loads(text)
+        if data.get("version") != SPEC_VERSION:
+            raise ValueError(f"trial spec version {data.get('version')} != {SPEC_VERSION}")
+        data["model"] = ModelRef(**data["model"])
+        data["workload"] = Workload(**data["workload"])
+        data["measure"] = MeasureSettings(**data["measure"])
+        return cls(**data)
+
+
+@dataclass
+class TrialResult:
+    status: str
+    reason: str | None = None
+    samples_ms: list[float] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)  # median, p90, p99, mean, stdev, cv, n
+    accuracy: dict[str, float] = field(default_factory=dict)
+    effective: dict[str, Any] = field(default_factory=dict)  # probe: cpus, mems, threads, libs, env
+    timings: dict[str, float] = field(default_factory=dict)  # import/prepare/load/warmup/measure seconds
+    artifact: str | None = None  # cache key of the converted model used
+    stderr_tail: str = ""
+    version: int = SPEC_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrialResult":
+        data = json.loads(text)
+        data.pop("version", None)
+        return cls(**data)
