@@ -25,6 +25,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--min-cosine-min", type=float, default=0.98, help="guard: worst sentence's cosine (default 0.98)")
     p.add_argument("--min-label-agreement", type=float, default=0.99, help="guard for classifiers (default 0.99)")
     p.add_argument("--trial-timeout", type=float, default=600.0, help="seconds before a trial is killed (default 600)")
+    p.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
+                   help="time each trial for at least this long, after warm-up (default 1.0)")
     p.add_argument("--seed", type=int, default=None, help="sampler seed, for a reproducible search order")
     p.add_argument("--wait", action="store_true", help="wait for another tuning run on this machine instead of refusing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -47,7 +49,10 @@ def _read_eval_texts(path: Path | None) -> list[str] | None:
 def build_options(args: argparse.Namespace):
     from tuner.search.study import TuneOptions
     from tuner.trial.accuracy import Guard
+    from tuner.trial.spec import MeasureSettings
 
+    if args.min_time <= 0:
+        raise UserError("--min-time must be positive, e.g. 1.0")
     if args.batch < 1:
         raise UserError("--batch must be at least 1")
     if args.trials is not None and args.trials < 1:
@@ -66,6 +71,7 @@ def build_options(args: argparse.Namespace):
         guard=Guard(args.min_cosine, args.min_cosine_min, args.min_label_agreement),
         trial_timeout_s=args.trial_timeout,
         seed=args.seed,
+        measure=MeasureSettings(min_seconds=args.min_time, warmup_seconds=min(0.3, args.min_time / 3)),
     )
 
 

@@ -11,18 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
-from tuner import paths
 from tuner.errors import UserError
 from tuner.search import objective as objectives
 from tuner.trial import spec as S
 from tuner.trial.accuracy import Guard
-from tuner.trial.launch import RuntimePlan, plan_runtime, run_worker
+from tuner.trial.launch import RuntimePlan
 from tuner.trial.probe import differences
+from tuner.trial.runner import TrialRunner
 
 # Statuses that do not consume the trial budget: a duplicate re-uses a measurement,
 # an interrupted trial is queued again.
@@ -97,6 +96,7 @@ class Tuner:
             self.machine.software_fingerprint,
             self.machine.hostname,
         )
+        self.runner = TrialRunner(self.model, self.machine, self.eval_texts, options.measure, options.trial_timeout_s)
         self.model_pk = self.store.upsert_model(self.model.model_id, self.model.content_hash, self.model.path, self.model.task)
 
     # -- one workload -----------------------------------------------------------------
@@ -130,7 +130,7 @@ class Tuner:
         self._reconcile(study, record.id)
         if not study.trials:
             study.enqueue_trial(self.space.params_for(self.space.default_config()))
-        reference = self._reference(workload)
+        reference = self.runner.reference(workload)
 
         rows = {r.number: r for r in self.store.trials(record.id)}
         measured = {config_key(r.config): r for r in rows.values() if r.status not in NOT_COUNTED}
@@ -208,37 +208,9 @@ class Tuner:
 
     # -- references and trials ----------------------------------------------------------
 
-    def _base_spec(self, workload: S.Workload, config: dict, reference: str | None, mode: str = "trial") -> S.TrialSpec:
-        return S.TrialSpec(
-            model=self.model, workload=workload, config=config, cache_dir=str(paths.cache_dir()),
-            eval_texts=self.eval_texts, reference_path=reference, mode=mode, measure=self.options.measure,
-        )
-
-    def _reference(self, workload: S.Workload) -> str:
-        """The fp32 eager outputs every trial is compared with; computed once, cached."""
-        texts_hash = hashlib.sha256("\n".join(self.eval_texts).encode()).hexdigest()[:16]
-        folder = paths.cache_dir() / "references"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.model.content_hash[:24]}-seq{workload.seq_len}-{texts_hash}.npz"
-        if path.exists():
-            return str(path)
-        config = {"backend": "torch", "precision": "fp32"}
-        spec = self._base_spec(workload, config, str(path), mode="reference")
-        result = run_worker(spec, RuntimePlan(), self.options.trial_timeout_s)
-        if result.status != S.OK or not path.exists():
-            last = (result.stderr_tail.strip().splitlines() or [""])[-1]
-            raise UserError(f"the fp32 reference run of {self.model.model_id} failed: {result.reason} {last}".strip())
-        return str(path)
-
     def _run_trial(self, study, trial, study_id: int, workload: S.Workload, config: dict, reference: str):
         started = _now()
-        try:
-            plan = plan_runtime(config, self.machine)
-        except ValueError as exc:
-            result, plan = S.TrialResult(status=S.UNSUPPORTED, reason=str(exc)), RuntimePlan()
-        else:
-            spec = replace(self._base_spec(workload, config, reference), expected_cpus=plan.cpus)
-            result = run_worker(spec, plan, self.options.trial_timeout_s)
+        result, plan = self.runner.run(workload, config, reference)
         status, reason, value = self._judge(result, config, plan)
         stats = result.stats
         number = trial.number
