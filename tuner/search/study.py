@@ -183,7 +183,7 @@ class Tuner:
 
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if self.store.has_trial(study_id, frozen.number):
-                row = next(r for r in self.store.trials(study_id) if r.number == frozen.number)
+                row = self.store.trial(study_id, frozen.number)
                 self._tell(study, frozen.number, row.status, row.value, (row.accuracy or {}))
                 continue
             config = frozen.user_attrs.get("config", {})
@@ -225,7 +225,7 @@ class Tuner:
             started_at=started, finished_at=_now(),
         )
         self._tell(study, number, status, value, result.accuracy)
-        return next(r for r in self.store.trials(study_id) if r.number == number)
+        return self.store.trial(study_id, number)
 
     def _judge(self, result: S.TrialResult, config: dict, plan: RuntimePlan) -> tuple[str, str | None, float | None]:
         """The trial's status: a worker failure, invalid settings, below the guard, or ok."""

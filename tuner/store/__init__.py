@@ -1,0 +1,35 @@
+"""The tuner's database: machines, models, studies, every trial, and the best config.
+
+SQLite (WAL) in the user's data folder by default, any SQLAlchemy PostgreSQL URL for
+a fleet. Optuna's RDBStorage shares the same database (``Store.url``); our tables are
+``tuner_*`` with their own Alembic version table. See docs/store.md.
+
+Importing this package is cheap: SQLAlchemy and Alembic load in ``Store.open``.
+"""
+
+from tuner.store._records import (
+    OBJECTIVES,
+    STUDY_STATUSES,
+    TRIAL_STATUSES,
+    BestRecord,
+    MachineRecord,
+    ModelRecord,
+    StudyRecord,
+    TrialRecord,
+    trial_fields,
+)
+from tuner.store._store import DuplicateTrialError, Store
+
+__all__ = [
+    "OBJECTIVES",
+    "STUDY_STATUSES",
+    "TRIAL_STATUSES",
+    "BestRecord",
+    "DuplicateTrialError",
+    "MachineRecord",
+    "ModelRecord",
+    "Store",
+    "StudyRecord",
+    "TrialRecord",
+    "trial_fields",
+]

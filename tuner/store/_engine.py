@@ -1,0 +1,203 @@
+"""Database URLs, the engine, and turning database errors into one-line StoreErrors.
+
+Everything SQLite-specific lives in ``_sqlite_hooks``: WAL journal (readers never
+wait for the tuner writing), foreign keys on, a busy timeout, and transactions that
+SQLAlchemy begins itself so that DDL is transactional and a write can take the write
+lock up front (``BEGIN IMMEDIATE``). The rest is portable SQL, so a PostgreSQL URL
+works the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from tuner import paths
+from tuner.errors import StoreError
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# How long a SQLite write waits for another process's write before giving up.
+BUSY_TIMEOUT_S = 30.0
+# Execution option that marks a connection as about to write (SQLite: BEGIN IMMEDIATE).
+WRITE_OPTION = "tuner_write"
+
+# Driver modules SQLAlchemy may ask for, and what to pip install for each.
+_DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000",
+    "asyncpg": "asyncpg",
+}
+
+
+def resolve_url(url: str | None) -> URL:
+    """The URL to open: ``None`` is the default database, a bare path means SQLite.
+
+    A SQLite file path is made absolute, so ``Store.url`` opens the same file from any
+    working directory (Optuna in this process, a worker, ``tuner serve``).
+    """
+    raw = paths.default_db_url() if url is None else url.strip()
+    if raw == ":memory:":
+        raw = "sqlite://"
+    elif "://" not in raw:
+        raw = f"sqlite:///{Path(raw).expanduser().absolute()}"
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise StoreError(
+            f"{raw!r} is not a database URL; pass --db sqlite:////path/to/tuner.db or postgresql://user@host/dbname"
+        ) from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise StoreError(
+            f"database URL {describe(parsed)!r}: the tuner supports SQLite and PostgreSQL only; "
+            "pass --db sqlite:///... or postgresql://..."
+        )
+    file = sqlite_file(parsed)
+    if file is not None:
+        parsed = parsed.set(database=str(file.expanduser().absolute()))
+    return parsed
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None (in-memory, or not SQLite)."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    return Path(database)
+
+
+def describe(url: URL) -> str:
+    """The URL as a message shows it: a file path for SQLite, no password otherwise."""
+    file = sqlite_file(url)
+    if file is not None:
+        return str(file)
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite in-memory database {url.database or ':memory:'}"
+    return url.render_as_string(hide_password=True)
+
+
+def prepare_sqlite_folder(url: URL) -> None:
+    """Create the database file's folder, or say which path cannot be created."""
+    file = sqlite_file(url)
+    if file is None:
+        return
+    folder = file.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise StoreError(
+            f"cannot create the database folder {folder} ({why}); pass --db with a writable location"
+        ) from None
+    if not folder.is_dir():
+        raise StoreError(f"cannot create the database folder {folder} (not a directory); pass --db with a writable location")
+
+
+def make_engine(url: URL) -> Engine:
+    """An engine for ``url``; a missing driver or unknown scheme becomes a StoreError."""
+    kwargs: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        # sqlite3's timeout is SQLite's busy timeout: wait for a lock instead of failing.
+        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
+        if sqlite_file(url) is None:
+            # An in-memory database lives as long as its one connection: share it.
+            from sqlalchemy.pool import StaticPool
+
+            kwargs["poolclass"] = StaticPool
+            kwargs["connect_args"]["check_same_thread"] = False
+    else:
+        # A server that went away between two trials: test the connection first.
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(url, **kwargs)
+    except NoSuchModuleError:
+        raise StoreError(
+            f"no database driver for {url.drivername!r} URLs; pass --db sqlite:///... or postgresql://..."
+        ) from None
+    except ModuleNotFoundError as exc:
+        package = _DRIVER_PACKAGES.get((exc.name or "").split(".")[0], exc.name)
+        raise StoreError(
+            f"the database driver for {url.drivername} URLs ({exc.name}) is not installed; pip install {package}"
+        ) from None
+    if url.get_backend_name() == "sqlite":
+        _sqlite_hooks(engine, in_memory=sqlite_file(url) is None)
+    return engine
+
+
+def _sqlite_hooks(engine: Engine, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from sqlite3 (it begins only before DML, so
+        # DDL would not be transactional and a read-then-write could not lock first).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            if not in_memory:
+                # Persistent in the file: Optuna's own connections get WAL too.
+                cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A write takes the write lock at BEGIN: in WAL, a read transaction that
+        # later tries to write fails at once if another process wrote meanwhile,
+        # whereas BEGIN IMMEDIATE waits for the busy timeout.
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """Errors the user's environment causes (a locked, unreadable, unreachable database).
+
+    Integrity and programming errors are bugs in the tuner and keep their traceback.
+    """
+    return isinstance(exc, OperationalError) or type(exc) is DatabaseError
+
+
+def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
+    """One line that says what is wrong with the database and what to do."""
+    where = describe(url)
+    orig = getattr(exc, "orig", None) or exc
+    detail = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    text = detail.lower()
+    if url.get_backend_name() == "sqlite":
+        if "file is not a database" in text or "file is encrypted" in text:
+            return StoreError(f"{where} is not a SQLite database; move it away or pass --db with another path")
+        if "malformed" in text or "corrupt" in text:
+            return StoreError(f"the database {where} is corrupt ({detail}); restore it from a backup or pass --db with another path")
+        if "unable to open database file" in text:
+            return StoreError(f"cannot open or create the database file {where}; pass --db with a writable location")
+        if "readonly database" in text or "read-only" in text:
+            return StoreError(f"the database {where} is read-only; make it writable or pass --db with another path")
+        if "locked" in text or "busy" in text:
+            return StoreError(
+                f"the database {where} stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s; retry when it is done"
+            )
+        if "disk" in text or "full" in text:
+            return StoreError(f"cannot write the database {where} ({detail}); free some space or pass --db with another path")
+        return StoreError(f"database error on {where} ({detail}); pass --db with another database")
+    if "password authentication failed" in text or "no password supplied" in text:
+        return StoreError(f"the database server {where} refused the login ({detail}); fix the user or password in --db")
+    if "does not exist" in text and "database" in text:
+        return StoreError(f"{detail} on the server {where}; create it (createdb) or fix the name in --db")
+    if isinstance(exc, OperationalError) and any(s in text for s in _UNREACHABLE):
+        return StoreError(
+            f"cannot reach the database server {where} ({detail}); check that it is running and that --db is right"
+        )
+    return StoreError(f"database error on {where} ({detail}); check the server and the URL (--db)")
+
+
+# How drivers word "the server is not there".
+_UNREACHABLE = (
+    "connection refused", "could not connect", "connection failed", "connection to server", "timeout expired",
+    "timed out", "name or service not known", "could not translate host", "no route to host",
+    "server closed the connection", "network is unreachable",
+)

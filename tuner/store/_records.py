@@ -1,0 +1,139 @@
+"""What the store hands back: plain frozen dataclasses, detached from any session.
+
+Callers never see ORM objects, so a record can be kept after the store is closed,
+passed to another thread or printed without a lazy load hitting a closed session.
+This module imports nothing heavy: ``import tuner.store`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tuner.trial import spec as S
+
+if TYPE_CHECKING:
+    from tuner.trial.spec import TrialResult
+
+# Every status a trial row may carry (see tuner.trial.spec for their meaning).
+TRIAL_STATUSES: tuple[str, ...] = (
+    S.OK, S.REJECTED, S.INVALID, S.UNSUPPORTED, S.ERROR, S.CRASHED, S.TIMEOUT, S.INTERRUPTED, S.DUPLICATE,
+)
+STUDY_STATUSES: tuple[str, ...] = ("running", "done")
+OBJECTIVES: tuple[str, ...] = ("p50", "p90", "p99", "throughput")
+TASKS: tuple[str, ...] = ("embedding", "classification")
+
+
+@dataclass(frozen=True)
+class MachineRecord:
+    id: int
+    fingerprint: str
+    hardware_fingerprint: str
+    software_fingerprint: str
+    hostname: str
+    info: dict[str, Any]
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: int
+    model_id: str
+    content_hash: str
+    path: str
+    task: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    id: int
+    machine_id: int
+    fingerprint: str  # the machine's, joined in so a listing needs no second query
+    model_pk: int
+    model_id: str
+    content_hash: str
+    seq_len: int
+    batch: int
+    objective: str
+    space_hash: str
+    optuna_study_name: str
+    settings: dict[str, Any]
+    status: str
+    created: datetime
+    updated: datetime
+    n_trials: int
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    id: int
+    study_id: int
+    number: int
+    config: dict[str, Any]
+    status: str
+    reason: str | None
+    value: float | None
+    median_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    mean_ms: float | None
+    stdev_ms: float | None
+    cv: float | None
+    n_samples: int | None
+    samples_ms: list[float]
+    accuracy: dict[str, Any] | None
+    accuracy_ok: bool | None
+    effective: dict[str, Any] | None
+    timings: dict[str, Any] | None
+    artifact: str | None
+    stderr_tail: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BestRecord:
+    machine_id: int
+    fingerprint: str
+    model_pk: int
+    model_id: str
+    content_hash: str
+    seq_len: int
+    batch: int
+    objective: str
+    trial_id: int
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    default_median_ms: float | None
+    speedup: float | None
+    updated: datetime
+
+
+def trial_fields(result: "TrialResult") -> dict[str, Any]:
+    """``record_trial`` keyword arguments for what a worker measured.
+
+    The parent still decides ``config``, ``value``, ``accuracy_ok`` and the times, and
+    may override ``status``/``reason`` (invalid, rejected): ``{**trial_fields(r), "status": ...}``.
+    """
+    stats = result.stats
+    n = stats.get("n")
+    return {
+        "status": result.status,
+        "reason": result.reason,
+        "median_ms": stats.get("median"),
+        "p90_ms": stats.get("p90"),
+        "p99_ms": stats.get("p99"),
+        "mean_ms": stats.get("mean"),
+        "stdev_ms": stats.get("stdev"),
+        "cv": stats.get("cv"),
+        "n_samples": int(n) if n is not None else None,
+        "samples_ms": list(result.samples_ms),
+        "accuracy": dict(result.accuracy) or None,
+        "effective": dict(result.effective) or None,
+        "timings": dict(result.timings) or None,
+        "artifact": result.artifact,
+        "stderr_tail": result.stderr_tail,
+    }
