@@ -21,6 +21,7 @@ from tuner.trial import spec as S
 from tuner.trial.accuracy import Guard
 from tuner.trial.launch import RuntimePlan
 from tuner.trial.probe import differences
+from tuner.store import trial_fields
 from tuner.trial.runner import TrialRunner
 
 # Statuses that do not consume the trial budget: a duplicate re-uses a measurement,
@@ -212,17 +213,14 @@ class Tuner:
         started = _now()
         result, plan = self.runner.run(workload, config, reference)
         status, reason, value = self._judge(result, config, plan)
-        stats = result.stats
         number = trial.number
+        fields = {**trial_fields(result), "status": status, "reason": reason}
+        if status == S.OK:
+            fields["stderr_tail"] = ""  # keep the tail only where it explains something
         self.store.record_trial(
-            study_id, number, config=config, status=status, reason=reason, value=value,
-            median_ms=stats.get("median"), p90_ms=stats.get("p90"), p99_ms=stats.get("p99"),
-            mean_ms=stats.get("mean"), stdev_ms=stats.get("stdev"), cv=stats.get("cv"),
-            n_samples=int(stats["n"]) if "n" in stats else None, samples_ms=result.samples_ms,
-            accuracy=result.accuracy, accuracy_ok=(status != S.REJECTED) if result.accuracy else None,
-            effective=result.effective, timings=result.timings, artifact=result.artifact,
-            stderr_tail=result.stderr_tail if status != S.OK else "",
-            started_at=started, finished_at=_now(),
+            study_id, number, config=config, value=value,
+            accuracy_ok=(status != S.REJECTED) if result.accuracy else None,
+            started_at=started, finished_at=_now(), **fields,
         )
         self._tell(study, number, status, value, result.accuracy)
         return self.store.trial(study_id, number)
