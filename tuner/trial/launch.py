@@ -43,7 +43,7 @@ def plan_runtime(config: dict, machine) -> RuntimePlan:
     Shared by trials and deployment (``tuner best --format shell``, ``tuner launch``),
     so what is measured is what is deployed.
     """
-    threads = int(config.get("threads") or len(machine.topology.physical_cpus(set(machine.available_cpus))))
+    threads = int(config.get("threads") or machine.physical_cores_available)
     env = {"OMP_NUM_THREADS": str(threads)}
     binding = config.get("binding", "none")
     if binding == "none":
