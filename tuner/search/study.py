@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -114,13 +115,13 @@ class Tuner:
             self.space.content_hash(), name,
             {"trials": opts.trials, "budget_s": opts.budget_s, "guard": vars(opts.guard)},
         )
-        sampler = optuna.samplers.TPESampler(
-            seed=opts.seed,
-            multivariate=True,
-            group=True,  # the space is conditional: backend decides the other dimensions
-            constraints_func=lambda t: [t.user_attrs.get("constraint", 0.0)],
-            n_startup_trials=min(10, max(3, (opts.trials or 30) // 3)),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(
+                seed=opts.seed,
+                group=True,  # the space is conditional: the backend decides the other dimensions
+                n_startup_trials=min(10, max(3, (opts.trials or 30) // 3)),
+            )
         study = optuna.create_study(
             storage=optuna.storages.RDBStorage(self.store.url),
             study_name=name,
@@ -180,12 +181,15 @@ class Tuner:
 
     def _reconcile(self, study, study_id: int) -> None:
         """Settle Optuna trials left RUNNING by a tuner that died."""
+        import optuna
         from optuna.trial import TrialState
 
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if self.store.has_trial(study_id, frozen.number):
-                row = self.store.trial(study_id, frozen.number)
-                self._tell(study, frozen.number, row.status, row.value, (row.accuracy or {}))
+            # A live handle on the stored trial (FrozenTrial keeps its id private).
+            trial = optuna.trial.Trial(study, frozen._trial_id)
+            row = self.store.trial(study_id, frozen.number)
+            if row is not None:
+                self._tell(study, trial, row.status, row.value, row.accuracy or {})
                 continue
             config = frozen.user_attrs.get("config", {})
             self.store.record_trial(
@@ -193,19 +197,19 @@ class Tuner:
                 reason="the tuner stopped during this trial; its configuration was queued again",
                 started_at=frozen.datetime_start, finished_at=_now(),
             )
-            study.tell(frozen.number, state=TrialState.FAIL)
+            study.tell(trial, state=TrialState.FAIL)
             study.enqueue_trial(frozen.params, skip_if_exists=False)
 
-    def _tell(self, study, number: int, status: str, value: float | None, accuracy: dict) -> None:
+    def _tell(self, study, trial, status: str, value: float | None, accuracy: dict) -> None:
+        """Tell Optuna a result; the accuracy guard is a constraint, so TPE learns where it bites."""
         from optuna.trial import TrialState
 
         if status in (S.OK, S.REJECTED) and value is not None:
             violation = self.options.guard.violation(self.model.task, accuracy) if status == S.REJECTED else 0.0
-            study._storage.set_trial_user_attr(study._storage.get_trial_id_from_study_id_trial_number(
-                study._study_id, number), "constraint", violation)
-            study.tell(number, value)
+            trial.set_constraint("accuracy", violation)
+            study.tell(trial, value)
         else:
-            study.tell(number, state=TrialState.FAIL)
+            study.tell(trial, state=TrialState.FAIL)
 
     # -- references and trials ----------------------------------------------------------
 
@@ -222,7 +226,7 @@ class Tuner:
             accuracy_ok=(status != S.REJECTED) if result.accuracy else None,
             started_at=started, finished_at=_now(), **fields,
         )
-        self._tell(study, number, status, value, result.accuracy)
+        self._tell(study, trial, status, value, result.accuracy)
         return self.store.trial(study_id, number)
 
     def _judge(self, result: S.TrialResult, config: dict, plan: RuntimePlan) -> tuple[str, str | None, float | None]:
@@ -244,7 +248,7 @@ class Tuner:
             reason=f"same configuration as trial {earlier.number}; its result was reused",
             value=earlier.value, started_at=_now(), finished_at=_now(),
         )
-        self._tell(study, trial.number, earlier.status, earlier.value, earlier.accuracy or {})
+        self._tell(study, trial, earlier.status, earlier.value, earlier.accuracy or {})
 
     # -- results ------------------------------------------------------------------------
 

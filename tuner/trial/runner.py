@@ -36,7 +36,8 @@ class TrialRunner:
         path = folder / f"{self.model.content_hash[:24]}-seq{workload.seq_len}-{texts_hash}.npz"
         if path.exists():
             return str(path)
-        spec = self._spec(workload, {"backend": "torch", "precision": "fp32"}, str(path), mode="reference")
+        config = {"backend": "torch", "precision": "fp32", "threads": self.machine.physical_cores_available}
+        spec = self._spec(workload, config, str(path), mode="reference")
         result = run_worker(spec, RuntimePlan(), self.timeout_s)
         if result.status != S.OK or not path.exists():
             last = (result.stderr_tail.strip().splitlines() or [""])[-1]
