@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def test_model_is_required() -> None:
 
 def test_text_of_a_captured_machine() -> None:
     text = space_cli.format_space(load_space(detect(str(FIXTURES / "cascade_lake_2s"))))
-    assert text.startswith("torch  (stock default: precision=fp32, threads=8, binding=none)")
-    assert "  quant_granularity  per_tensor, per_channel  when precision = int8" in text
+    assert text.startswith("torch  (stock default: precision=fp32, threads=8, binding=none, allocator=system, "
+                           "openmp=gnu, omp_proc_bind=unset, omp_places=unset, omp_wait_policy=unset)")
+    assert re.search(r"^  quant_granularity +per_tensor, per_channel +when precision = int8$", text, re.M)
     assert "  torch precision=bf16: no avx512_bf16 or amx_bf16 on this CPU" in text

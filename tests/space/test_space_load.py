@@ -15,6 +15,7 @@ from tuner.hardware import MachineInfo, detect
 from tuner.paths import search_spaces_dir
 from tuner.space import Pruned, Space, load_space
 from tuner.space.requirements import executable_available, module_available
+from tuner.trial.libraries import find as find_library
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cpus"
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ def test_threads_follow_affinity(tmp_path: Path) -> None:
 
 
 def test_conditions() -> None:
-    space = load_space(machine("cascade_lake_2s"))
+    space = load_space(machine("cascade_lake_2s"), backends=["torch", "onnxruntime"])
     seen = set()
     for config in space.configs():
         int8 = config.get("precision") == "int8" and config["backend"] == "onnxruntime"
@@ -86,21 +87,31 @@ def test_default_config() -> None:
     space = load_space(host)
     assert space.default_config() == {
         "backend": "torch", "precision": "fp32", "threads": host.physical_cores_available, "binding": "none",
+        "allocator": "system", "openmp": "gnu", "omp_proc_bind": "unset", "omp_places": "unset",
+        "omp_wait_policy": "unset",
     }
     assert space.validate(space.default_config()) == space.default_config()
 
 
 def test_size_and_configs_agree() -> None:
-    space = load_space(machine("cascade_lake_2s"))
+    space = load_space(machine("cascade_lake_2s"), backends=["torch", "onnxruntime"])
     configs = list(space.configs())
     assert space.size() == len(configs)
     assert len({tuple(sorted(c.items())) for c in configs}) == len(configs)  # all distinct
     for config in configs:
         space.validate(config)
-    bindings = 1 + executable_available("taskset") + executable_available("numactl")
-    # torch: fp32/int8 x 8 threads x bindings; ORT: (fp32: 2 graphs + int8: 2 graphs
-    # x 2 granularities x 2 ranges) x 8 threads x bindings.
-    assert space.size() == 2 * 8 * bindings + (2 + 8) * 8 * bindings
+    # Two NUMA nodes: taskset x numa_node 0/1 x core_order first/last, numactl x the same
+    # x membind/localalloc.
+    bindings = 1 + executable_available("taskset") * 2 * 2 + executable_available("numactl") * 2 * 2 * 2
+    # system, jemalloc x 3 MALLOC_CONFs, tcmalloc (those installed here).
+    allocators = 1 + (find_library("jemalloc") is not None) * 3 + (find_library("tcmalloc") is not None)
+    # torch only: gnu x 3 OMP_PROC_BIND x 3 OMP_PLACES x 3 OMP_WAIT_POLICY, intel x 3 KMP_AFFINITY x 3 KMP_BLOCKTIME.
+    openmp = 27 + (find_library("iomp5") is not None) * 9
+    # torch: fp32/int8 x 8 threads. ORT: 2 graphs x (fp32 + int8 dynamic x 2 granularities
+    # x 2 ranges + int8 static x 2 x 2 x 2 ffn_down) x 8 threads, times its session knobs:
+    # 4 optimization levels x 8 inter-op thread counts x spinning on/off.
+    ort = 2 * (1 + 2 * 2 + 2 * 2 * 2) * 8 * (4 * 8 * 2)
+    assert space.size() == (2 * 8 * openmp + ort) * bindings * allocators
 
 
 def test_backend_filter() -> None:
@@ -165,9 +176,15 @@ def test_missing_executable_and_gpu_prune_choices(tmp_path: Path) -> None:
 
 def test_nothing_left_is_a_user_error(tmp_path: Path) -> None:
     directory = _copy_spaces(tmp_path)
-    for name in ("torch.toml", "onnxruntime.toml"):
-        path = directory / name
-        path.write_text(path.read_text().replace("[requires]\n", '[requires]\nisa_any = ["amx_int8"]\n'))
+    for path in directory.glob("*.toml"):
+        if path.stem == "common":
+            continue
+        # Every backend's [requires] gets isa_any = ["amx_int8"] (replacing its own isa_any).
+        head, _, rest = path.read_text().partition("[requires]\n")
+        block, nxt, tail = rest.partition("\n[")
+        kept = [line for line in block.splitlines() if not line.startswith("isa_any")]
+        block = "\n".join(['isa_any = ["amx_int8"]', *kept])
+        path.write_text(f"{head}[requires]\n{block}{nxt}{tail}" if rest else f'{head}\n[requires]\nisa_any = ["amx_int8"]\n')
     with pytest.raises(UserError, match="no backend can run on this machine") as info:
         load_space(machine("cascade_lake_2s"), directory)
     assert "no amx_int8 on this CPU" in str(info.value) and "\n" not in str(info.value)
@@ -191,13 +208,13 @@ def test_condition_on_backend(tmp_path: Path) -> None:
     path = directory / "common.toml"
     path.write_text(
         path.read_text()
-        + '\n[dimensions.openmp]\nhelp = "OpenMP runtime"\nchoices = ["gomp", "iomp"]\ndefault = "gomp"\n'
+        + '\n[dimensions.runtime_x]\nhelp = "OpenMP runtime"\nchoices = ["gomp", "iomp"]\ndefault = "gomp"\n'
         + 'when = { backend = "torch" }\n'
     )
     space = load_space(machine("zen4"), directory)
     for config in space.configs():
-        assert ("openmp" in config) == (config["backend"] == "torch")
-    assert space.default_config()["openmp"] == "gomp"
-    with pytest.raises(UserError, match="openmp does not apply to backend onnxruntime unless backend = torch"):
+        assert ("runtime_x" in config) == (config["backend"] == "torch")
+    assert space.default_config()["runtime_x"] == "gomp"
+    with pytest.raises(UserError, match=r"runtime_x does not apply to backend onnxruntime \(only to torch\); remove it"):
         space.validate({"backend": "onnxruntime", "precision": "fp32", "graph": "fused", "threads": 1,
-                        "binding": "none", "openmp": "gomp"})
+                        "binding": "none", "allocator": "system", "runtime_x": "gomp"})

@@ -25,6 +25,24 @@ _REGISTRY: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "OnnxRuntimeBackend",
         ("onnxruntime", "onnx", "torch", "transformers"),
     ),
+    "torchscript": ("tuner.backends.torchscript", "TorchScriptBackend", ("torch", "transformers")),
+    "torch_compile": ("tuner.backends.torch_compile", "TorchCompileBackend", ("torch", "transformers")),
+    "torch_cuda": ("tuner.backends.torch_cuda", "TorchCudaBackend", ("torch", "transformers")),
+    # torch + transformers + onnx export the graph OpenVINO converts (int8 also needs nncf).
+    "openvino": ("tuner.backends.openvino", "OpenVinoBackend", ("openvino", "onnx", "torch", "transformers")),
+    # These run in their own environment (search_spaces/<name>.toml [env]); the
+    # modules are those of that environment.
+    "ipex": ("tuner.backends.ipex", "IpexBackend", ("intel_extension_for_pytorch", "torch", "transformers")),
+    "onnxruntime_cuda": (
+        "tuner.backends.ort_cuda",
+        "OrtCudaBackend",
+        ("onnxruntime", "onnx", "torch", "transformers"),
+    ),
+    "onnxruntime_openvino": (
+        "tuner.backends.ort_openvino",
+        "OrtOpenVinoBackend",
+        ("onnxruntime", "onnx", "torch", "transformers"),
+    ),
 }
 
 
@@ -35,6 +53,11 @@ def backend_names() -> list[str]:
 def unavailable_reason(name: str) -> str | None:
     """Why ``name`` cannot run in this environment (None: it can). Imports nothing."""
     _, _, needs = _entry(name)
+    from tuner.envs import env_for_backend, env_unavailable_reason
+
+    env = env_for_backend(name)
+    if env is not None:  # its modules live in its own environment, not in this one
+        return env_unavailable_reason(env)
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
     if missing:
         return f"backend {name!r} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed"

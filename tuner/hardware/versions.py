@@ -16,6 +16,7 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "onnx": ("onnx",),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
     "openvino": ("openvino",),
+    "nncf": ("nncf",),  # decides the openvino backend's int8 IR
     "transformers": ("transformers",),
     "optuna": ("optuna",),
     "intel_extension_for_pytorch": ("intel-extension-for-pytorch",),

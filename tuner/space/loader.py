@@ -4,6 +4,7 @@ packages cannot run."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,10 +18,25 @@ if TYPE_CHECKING:
 
 
 def _symbols(machine: "MachineInfo") -> dict[str, int]:
+    allowed = set(machine.available_cpus)
+    nodes = [n for n, cpus in machine.topology.numa_nodes.items() if allowed & set(cpus)]
     return {
         "physical_cores": machine.physical_cores_available,
         "logical_cpus": len(machine.available_cpus),
+        "last_numa_node": max(len(nodes) - 1, 0),
     }
+
+
+def _for_study(decls: tuple[DimensionDecl, ...], objective: str) -> list[DimensionDecl]:
+    """The declarations that apply to a study of ``objective``, without that condition."""
+    kept = []
+    for decl in decls:
+        conditions = dict(decl.when)
+        wanted = conditions.pop("objective", None)
+        if wanted is not None and objective not in wanted:
+            continue
+        kept.append(dataclasses.replace(decl, when=tuple(conditions.items())) if wanted is not None else decl)
+    return kept
 
 
 def read_files(directory: Path) -> tuple[SpaceFile, dict[str, SpaceFile]]:
@@ -41,7 +57,19 @@ def read_files(directory: Path) -> tuple[SpaceFile, dict[str, SpaceFile]]:
         if clash:
             raise SpaceFileError(f"{path}: dimension {clash[0]!r} is already declared in {common_path.name}")
         backends[backend.name] = backend
+    _check_envs(backends)
     return common, backends
+
+
+def _check_envs(backends: dict[str, SpaceFile]) -> None:
+    """Backends may share an environment, but then they must declare the same one."""
+    seen: dict[str, SpaceFile] = {}
+    for backend in backends.values():
+        if backend.env is None:
+            continue
+        first = seen.setdefault(backend.env.name, backend)
+        if first.env != backend.env:
+            raise SpaceFileError(f"{backend.path}: env {backend.env.name!r} is declared differently in {first.path}")
 
 
 def _resolve(decl: DimensionDecl, owner: str | None, symbols: dict[str, int],
@@ -73,10 +101,32 @@ def _resolve(decl: DimensionDecl, owner: str | None, symbols: dict[str, int],
                      owner), None
 
 
+def _applicable(backend: str, dims: list[Dimension]) -> list[Dimension]:
+    """``dims`` without those that can never be active for ``backend``: a common knob
+    whose condition names other backends (openmp for ONNX Runtime), and then every
+    knob whose condition rests on one already dropped (kmp_affinity after openmp).
+    The condition on the backend itself is kept: it is always true here."""
+    kept: list[Dimension] = []
+    for dim in dims:
+        names = {d.name for d in kept}
+        possible = True
+        for ref, values in dim.when:
+            if ref == "backend":
+                possible = backend in values
+            elif ref not in names:
+                possible = False
+            if not possible:
+                break
+        if possible:
+            kept.append(dim)
+    return kept
+
+
 def load_space(machine: "MachineInfo", directory: Path | None = None,
-               backends: list[str] | None = None) -> Space:
+               backends: list[str] | None = None, objective: str = "p50") -> Space:
     """The space of ``directory`` (default: the project's search_spaces/) on
-    ``machine``, restricted to ``backends`` if given."""
+    ``machine``, restricted to ``backends`` if given, for a study of ``objective``
+    (a dimension with ``when = { objective = ... }`` is there only for those)."""
     if directory is None:
         from tuner.paths import search_spaces_dir
 
@@ -91,7 +141,7 @@ def load_space(machine: "MachineInfo", directory: Path | None = None,
 
     common_dims: list[Dimension] = []
     common_failure: str | None = None
-    for decl in common.dimensions:
+    for decl in _for_study(common.dimensions, objective):
         dim, why = _resolve(decl, None, symbols, machine, pruned)
         if dim is None:
             common_failure = why
@@ -106,10 +156,17 @@ def load_space(machine: "MachineInfo", directory: Path | None = None,
     for name in order:
         spec = files[name]
         why_not = unmet(spec.requires, machine)
+        if spec.env is not None and not why_not:
+            # Its packages live in its own environment (tuner.envs), not in this one.
+            from tuner.envs import env_unavailable_reason
+
+            env_why = env_unavailable_reason(spec.env)
+            if env_why:
+                why_not.append(env_why)
         if common_failure:
             why_not.append(common_failure)
         own: list[Dimension] = []
-        for decl in spec.dimensions:
+        for decl in _for_study(spec.dimensions, objective):
             if why_not:
                 break
             dim, why = _resolve(decl, name, symbols, machine, pruned)
@@ -120,10 +177,11 @@ def load_space(machine: "MachineInfo", directory: Path | None = None,
         if why_not:
             pruned.append(Pruned("backend", name, name, "; ".join(why_not)))
             continue
-        dimensions[name] = own + common_dims
+        dimensions[name] = _applicable(name, own + common_dims)
 
     if not dimensions:
         reasons = "; ".join(f"{p.choice}: {p.reason}" for p in pruned if p.dimension == "backend")
         raise UserError(f"no backend can run on this machine ({reasons or 'none selected'})")
     assert common.default_backend is not None  # read_space_file requires it
-    return Space(dimensions, pruned, common.default_backend)
+    notes = {name: files[name].note for name in dimensions if files[name].note}
+    return Space(dimensions, pruned, common.default_backend, notes)

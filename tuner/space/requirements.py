@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tuner.hardware.cpu import isa_names_for
+from tuner.trial.libraries import why_missing
 
 if TYPE_CHECKING:
     from tuner.hardware import MachineInfo
@@ -27,9 +28,10 @@ class Requirements:
     executables: tuple[str, ...] = ()  # all on PATH
     modules: tuple[str, ...] = ()  # all importable (dotted names allowed)
     gpu: bool = False  # an NVIDIA GPU NVML can see
+    libraries: tuple[str, ...] = ()  # all found (tuner.trial.libraries: jemalloc, tcmalloc, iomp5)
 
     def __bool__(self) -> bool:
-        return bool(self.isa_any or self.executables or self.modules or self.gpu)
+        return bool(self.isa_any or self.executables or self.modules or self.gpu or self.libraries)
 
 
 @functools.lru_cache(maxsize=None)
@@ -77,6 +79,10 @@ def unmet(requirements: Requirements, machine: "MachineInfo") -> list[str]:
     for name in requirements.modules:
         if not module_available(name):
             reasons.append(f"python module {name} is not installed")
+    for name in requirements.libraries:
+        missing = why_missing(name)
+        if missing:
+            reasons.append(missing)
     if requirements.gpu and not machine.gpus:
         reasons.append(machine.gpu_note or "no NVIDIA GPU")
     return reasons

@@ -14,7 +14,9 @@ from typing import Any, Union
 
 from tuner.errors import SpaceFileError
 from tuner.hardware.cpu import KNOWN_ISA
+from tuner.search.objective import OBJECTIVES
 from tuner.space.requirements import Requirements
+from tuner.trial.libraries import LIBRARIES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,13 +32,21 @@ Scalar = Union[str, int, float, bool]
 SYMBOLS = {
     "physical_cores": "physical cores among the CPUs this process may use",
     "logical_cpus": "logical CPUs this process may use",
+    "last_numa_node": "index of the last NUMA node with CPUs this process may use (0 on one node)",
 }
+# Conditions on the study rather than on the config: resolved when the space is
+# loaded for an objective, so a dimension that does not apply is not there at all.
+STUDY_CONDITIONS: dict[str, tuple[Scalar, ...]] = {"objective": tuple(OBJECTIVES)}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _FILE_KEYS = {"format", "help", "requires", "dimensions"}
 _COMMON_KEYS = _FILE_KEYS | {"default_backend"}
+# A backend file may also carry a note for `tuner space` and the environment it runs in.
+_BACKEND_KEYS = _FILE_KEYS | {"note", "env"}
+_ENV_KEYS = {"name", "help", "packages", "imports"}
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _DIMENSION_KEYS = {"help", "type", "choices", "low", "high", "step", "default", "when", "requires"}
-_REQUIREMENT_KEYS = {"isa_any", "executables", "modules", "gpu"}
+_REQUIREMENT_KEYS = {"isa_any", "executables", "modules", "gpu", "libraries"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,16 @@ class DimensionDecl:
 
 
 @dataclass(frozen=True)
+class EnvDecl:
+    """A backend's own Python environment (``[env]``), built by ``tuner env create``."""
+
+    name: str
+    help: str
+    packages: tuple[str, ...]  # pip requirement strings
+    imports: tuple[str, ...] = ()  # modules that must import in it once built
+
+
+@dataclass(frozen=True)
 class SpaceFile:
     name: str  # file stem: a backend's name, or "common"
     path: Path
@@ -63,6 +83,8 @@ class SpaceFile:
     requires: Requirements
     dimensions: tuple[DimensionDecl, ...]
     default_backend: str | None = None  # common.toml only
+    note: str = ""  # shown beside the backend by `tuner space`
+    env: EnvDecl | None = None  # trials run with this environment's interpreter
 
 
 class _Checker:
@@ -125,11 +147,16 @@ def _requirements(check: _Checker, table: Any, where: str) -> Requirements:
     gpu = table.get("gpu", False)
     if not isinstance(gpu, bool):
         raise check.fail(f"{where}.gpu must be true or false, got {_toml(gpu)}")
+    libraries = check.strings(table.get("libraries", []), f"{where}.libraries")
+    for name in libraries:
+        if name not in LIBRARIES:
+            raise check.fail(f"{where}.libraries: unknown library {name!r} (known: {', '.join(LIBRARIES)})")
     return Requirements(
         isa_any=isa,
         executables=check.strings(table.get("executables", []), f"{where}.executables"),
         modules=check.strings(table.get("modules", []), f"{where}.modules"),
         gpu=gpu,
+        libraries=libraries,
     )
 
 
@@ -224,6 +251,8 @@ def _when(check: _Checker, table: Any, where: str, earlier: dict[str, DimensionD
             raise check.fail(f"{where}.when.{ref} lists no values")
         if ref == "backend":
             allowed: tuple[Scalar, ...] = tuple(sorted(backends))
+        elif ref in STUDY_CONDITIONS:
+            allowed = STUDY_CONDITIONS[ref]
         elif ref in earlier:
             target = earlier[ref]
             if target.kind != "categorical":
@@ -256,7 +285,7 @@ def read_space_file(path: Path, backends: set[str]) -> SpaceFile:
         raise check.fail(f"cannot read: {exc}") from None
     name = path.stem
     is_common = name == COMMON
-    check.unknown_keys(data, _COMMON_KEYS if is_common else _FILE_KEYS, "the file")
+    check.unknown_keys(data, _COMMON_KEYS if is_common else _BACKEND_KEYS, "the file")
     if data.get("format") != FORMAT:
         raise check.fail(f"format = {_toml(data.get('format'))} is not supported (this tuner reads format = {FORMAT})")
     help_text = check.string(data.get("help", ""), "help")
@@ -280,4 +309,20 @@ def read_space_file(path: Path, backends: set[str]) -> SpaceFile:
     for dim_name, table in dimensions_table.items():
         later = set(dimensions_table) - set(declared) - {dim_name}
         declared[dim_name] = _dimension(check, dim_name, table, declared, later, backends)
-    return SpaceFile(name, path, help_text, requires, tuple(declared.values()), default_backend)
+    note = check.string(data.get("note", ""), "note")
+    env = _env(check, data["env"]) if "env" in data else None
+    return SpaceFile(name, path, help_text, requires, tuple(declared.values()), default_backend, note, env)
+
+
+def _env(check: _Checker, table: Any) -> EnvDecl:
+    if not isinstance(table, dict):
+        raise check.fail(f"env must be a table ([env] with name and packages), got {_toml(table)}")
+    check.unknown_keys(table, _ENV_KEYS, "env")
+    name = check.string(table.get("name", ""), "env.name")
+    if not _ENV_NAME.match(name):
+        raise check.fail(f"env.name {name!r} must be lower-case letters, digits, - and _")
+    packages = check.strings(table.get("packages", []), "env.packages")
+    if not packages:
+        raise check.fail("env.packages lists no packages (pip requirement strings)")
+    return EnvDecl(name, check.string(table.get("help", ""), "env.help"), packages,
+                   check.strings(table.get("imports", []), "env.imports"))

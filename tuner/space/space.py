@@ -111,8 +111,10 @@ class Space:
         dimensions: dict[str, list[Dimension]],
         pruned: list[Pruned],
         default_backend: str,
+        notes: dict[str, str] | None = None,
     ) -> None:
         self._dimensions = dimensions
+        self.notes: dict[str, str] = dict(notes or {})  # backend -> what to know before trusting it
         self.backends: list[str] = list(dimensions)
         self.pruned: list[Pruned] = list(pruned)
         self.default_backend = default_backend if default_backend in dimensions else self.backends[0]
@@ -160,6 +162,15 @@ class Space:
                 return p.reason
         return None
 
+    def unknown_key_reason(self, key: str, backend: str) -> str:
+        """Why ``key`` is not a key of ``backend``: another backend's knob (openmp for
+        ONNX Runtime, say), or not a knob at all."""
+        others = [b for b in self.backends if any(d.name == key for d in self._dimensions[b])]
+        if others:
+            return f"{key} does not apply to backend {backend} (only to {', '.join(others)}); remove it"
+        names = ", ".join(d.name for d in self._dimensions[backend])
+        return f"unknown key {key!r} for backend {backend} (known: backend, {names})"
+
     def validate(self, config: dict[str, Any]) -> dict[str, Any]:
         """Check ``config`` against the space; raise UserError naming the bad key, the
         value and what is allowed. Fills nothing in; returns a copy."""
@@ -178,9 +189,7 @@ class Space:
         known = {d.name for d in dims}
         for key in config:
             if key != "backend" and key not in known:
-                raise UserError(
-                    f"unknown key {key!r} for backend {backend} (known: backend, {', '.join(d.name for d in dims)})"
-                )
+                raise UserError(self.unknown_key_reason(key, backend))
         partial: dict[str, Any] = {"backend": backend}
         for dim in dims:
             active = dim.active(partial)
@@ -248,6 +257,7 @@ class Space:
             "default": self.default_config(),
             "dimensions": {b: [d.to_dict() for d in dims] for b, dims in self._dimensions.items()},
             "pruned": [asdict(p) for p in self.pruned],
+            "notes": dict(self.notes),
             "size": self.size(),
             "content_hash": self.content_hash(),
         }
