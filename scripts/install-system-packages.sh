@@ -2,7 +2,8 @@
 # The Debian packages tuner uses: core binding (numactl, taskset) and the allocators
 # it preloads. Installs only what is missing; needs root (or sudo) when something is.
 set -euo pipefail
-packages=(numactl util-linux libjemalloc2 libtcmalloc-minimal4)
+# g++: torch.compile's inductor builds its C++ kernels with it at compile time.
+packages=(numactl util-linux libjemalloc2 libtcmalloc-minimal4 g++)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

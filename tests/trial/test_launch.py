@@ -1,6 +1,5 @@
 """The launcher against real processes: stand-in workers that crash, hang or answer."""
 
-import os
 import sys
 import textwrap
 import time
@@ -102,3 +101,61 @@ def test_missing_binding_tool_is_a_failed_trial(tmp_path):
     result = run_worker(make_spec(), plan, timeout_s=30, python=sys.executable)
     assert result.status == CRASHED
     assert "not installed" in result.reason
+
+
+def test_managed_variables_do_not_leak_into_a_trial(tmp_path, monkeypatch):
+    monkeypatch.setenv("LD_PRELOAD", "")  # empty: harmless here, but it must not reach the trial
+    monkeypatch.setenv("OMP_PROC_BIND", "spread")
+    python = stand_in(tmp_path, """
+        import os, sys, json
+        seen = {k: os.environ.get(k) for k in ("LD_PRELOAD", "OMP_PROC_BIND", "OMP_NUM_THREADS")}
+        os.write(int(sys.argv[-1]), json.dumps({"status": "ok", "effective": {"env": seen}}).encode())
+    """)
+    result = run_worker(make_spec(), RuntimePlan(env={"OMP_NUM_THREADS": "2"}), timeout_s=30, python=python)
+    assert result.effective["env"] == {"LD_PRELOAD": None, "OMP_PROC_BIND": None, "OMP_NUM_THREADS": "2"}
+
+
+BARRIER_WORKER = """
+    import json, os, sys, time
+    args = sys.argv
+    result_fd = int(args[args.index("--result-fd") + 1])
+    ready_fd, go_fd = int(args[args.index("--ready-fd") + 1]), int(args[args.index("--go-fd") + 1])
+    spec = json.loads(sys.stdin.read())
+    time.sleep(1.5 if spec["instance"] == 1 else 0.0)  # instance 1 warms up slowly
+    ready_at = time.time()
+    os.write(ready_fd, b"r"); os.close(ready_fd)
+    os.read(go_fd, 1)
+    go_at = time.time()
+    os.write(result_fd, json.dumps({"status": "ok", "timings": {"ready": ready_at, "go": go_at}}).encode())
+"""
+
+
+def test_synchronized_instances_start_measuring_together(tmp_path):
+    from dataclasses import replace
+
+    from tuner.trial.launch import run_workers
+
+    python = stand_in(tmp_path, BARRIER_WORKER)
+    specs = [replace(make_spec(), instance=i, instances=2) for i in range(2)]
+    results = run_workers(specs, [RuntimePlan(), RuntimePlan()], timeout_s=30, python=python, synchronized=True)
+    assert [r.status for r in results] == [OK, OK]
+    fast, slow = (r.timings for r in results)
+    # The fast instance waited at the barrier until the slow one was ready.
+    assert fast["go"] >= slow["ready"] - 0.05
+    assert fast["go"] - fast["ready"] > 1.0
+    assert abs(fast["go"] - slow["go"]) < 0.5
+
+
+def test_an_instance_dying_before_the_barrier_releases_the_others(tmp_path):
+    from dataclasses import replace
+
+    from tuner.trial.launch import run_workers
+
+    python = stand_in(tmp_path, BARRIER_WORKER.replace(
+        'time.sleep(1.5 if spec["instance"] == 1 else 0.0)', 'sys.exit(5) if spec["instance"] == 1 else None'))
+    specs = [replace(make_spec(), instance=i, instances=2) for i in range(2)]
+    start = time.monotonic()
+    results = run_workers(specs, [RuntimePlan(), RuntimePlan()], timeout_s=30, python=python, synchronized=True)
+    assert time.monotonic() - start < 20
+    assert results[0].status == OK
+    assert results[1].status == CRASHED and "code 5" in results[1].reason

@@ -1,10 +1,17 @@
-"""Reading the stored winner for this machine: shared by the CLI and the Python API."""
+"""Reading the stored winner for this machine: shared by the CLI and the Python API.
+
+A winner is a configuration; how to run it here (binding, LD_PRELOAD, variables) is
+planned again on this machine by the same code trials use (tuner.trial.plan), so a
+deployment gets exactly what was measured, including a numactl fallback to taskset
+where this container refuses numactl.
+"""
 
 from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from tuner.errors import ModelNotFoundError, UserError
 
@@ -21,22 +28,48 @@ class BestConfig:
     default_median_ms: float | None
     prefix: list[str]  # binding command, e.g. ["taskset", "-c", "0"]
     env: dict[str, str]  # variables the winner runs with
+    unset: list[str] = field(default_factory=list)  # managed variables a deployment removes
+    notes: list[str] = field(default_factory=list)  # e.g. "numactl refused here; bound with taskset"
+    model_hash: str = ""
+    # A throughput winner runs several processes: (prefix, env) of each; instance 0
+    # is also ``prefix``/``env``.
+    instances: list[tuple[list[str], dict[str, str]]] = field(default_factory=list)
+    # The speedup's 95% confidence interval from the finalists' fresh-process re-runs,
+    # and whether it excludes 1 (None: not re-measured).
+    speedup_ci: tuple[float, float] | None = None
+    significant: bool | None = None
+
+    def describe_speedup(self) -> str:
+        """"2.31x (95% CI 2.20-2.43)", or what is known."""
+        if self.speedup is None:
+            return "no speedup stated"
+        if self.speedup_ci is None:
+            return f"{self.speedup:.2f}x"
+        return f"{self.speedup:.2f}x (95% CI {self.speedup_ci[0]:.2f}-{self.speedup_ci[1]:.2f})"
 
     def to_dict(self) -> dict:
         return {
             "model": self.model, "seq_len": self.seq_len, "batch": self.batch, "objective": self.objective,
             "config": self.config, "metrics": self.metrics, "speedup": self.speedup,
+            "speedup_ci95": list(self.speedup_ci) if self.speedup_ci else None, "significant": self.significant,
             "default_median_ms": self.default_median_ms,
-            "launch": {"prefix": self.prefix, "env": self.env},
+            "launch": {
+                "prefix": self.prefix, "env": self.env, "unset": self.unset, "notes": self.notes,
+                "instances": [{"prefix": p, "env": e} for p, e in self.instances],
+            },
         }
 
     def env_lines(self) -> list[str]:
-        """``export`` lines a shell can eval."""
-        return [f"export {k}={shlex.quote(v)}" for k, v in self.env.items()]
+        """``unset`` and ``export`` lines a shell can eval."""
+        lines = [f"unset {' '.join(self.unset)}"] if self.unset else []
+        return lines + [f"export {k}={shlex.quote(v)}" for k, v in self.env.items()]
 
-    def shell_prefix(self) -> str:
-        """One line to put before a command: binding, then ``env`` with the variables."""
-        parts = [*self.prefix, "env", *(f"{k}={v}" for k, v in self.env.items())]
+    def shell_prefix(self, instance: int = 0) -> str:
+        """One line to put before a command: binding, then ``env`` removing the managed
+        variables the winner leaves unset and setting the rest (LD_PRELOAD included)."""
+        prefix, env = self.instances[instance] if self.instances else (self.prefix, self.env)
+        unset = [word for name in self.unset for word in ("-u", name)]
+        parts = [*prefix, "env", *unset, *(f"{k}={v}" for k, v in env.items())]
         return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -50,13 +83,28 @@ def model_key(model: str) -> str:
         return model
 
 
+def deploy_env(config: dict[str, Any], plan_env: dict[str, str], model_hash: str, seq_len: int,
+               instance: int, instances: int) -> dict[str, str]:
+    """The plan's variables plus what tells ``tuner.load_best`` inside the launched
+    process which configuration it runs under (so it needs no database)."""
+    env = dict(plan_env)
+    env["TUNER_CONFIG"] = json.dumps(config, sort_keys=True)
+    env["TUNER_MODEL_HASH"] = model_hash
+    env["TUNER_SEQ_LEN"] = str(seq_len)
+    if instances > 1:
+        env["TUNER_INSTANCE"] = str(instance)
+        env["TUNER_INSTANCES"] = str(instances)
+    return env
+
+
 def best_configs(
     model: str, seq_len: int | None = None, batch: int = 1, objective: str = "p50", db_url: str | None = None,
 ) -> list[BestConfig]:
     """Every stored winner for ``model`` on this machine (one per workload)."""
     from tuner.hardware import detect
     from tuner.store import Store
-    from tuner.trial.launch import plan_runtime
+    from tuner.trial.libraries import MissingLibraryError
+    from tuner.trial.plan import plan_instances
 
     machine = detect()
     store = Store.open(db_url)
@@ -66,12 +114,28 @@ def best_configs(
         store.close()
     found = []
     for row in rows:
-        plan = plan_runtime(row.config, machine)
-        env = {**plan.env, "TUNER_CONFIG": json.dumps(row.config, sort_keys=True)}
+        try:
+            plans = plan_instances(row.config, machine)
+        except MissingLibraryError as exc:
+            raise UserError(f"the winner for {model} at seq {row.seq_len} preloads a library this machine lacks: "
+                            f"{exc}") from None
+        except ValueError as exc:
+            raise UserError(f"the winner for {model} at seq {row.seq_len} cannot run here: {exc}; "
+                            f"run `tuner auto --model {model}` again") from None
+        model_hash = row.content_hash
+        per_instance = [
+            (p.prefix, deploy_env(row.config, p.env, model_hash, row.seq_len, p.instance, p.instances))
+            for p in plans
+        ]
         found.append(BestConfig(
             model=model, seq_len=row.seq_len, batch=row.batch, objective=row.objective, config=row.config,
             metrics=row.metrics, speedup=row.speedup, default_median_ms=row.default_median_ms,
-            prefix=plan.prefix, env=env,
+            prefix=per_instance[0][0], env=per_instance[0][1], unset=plans[0].unset,
+            notes=[n for p in plans for n in p.notes], model_hash=model_hash,
+            instances=per_instance if len(plans) > 1 else [],
+            speedup_ci=(row.speedup_low, row.speedup_high) if row.speedup_low is not None
+            and row.speedup_high is not None else None,
+            significant=row.significant,
         ))
     return sorted(found, key=lambda b: b.seq_len)
 
@@ -85,7 +149,7 @@ def best_config(
         where = f" at seq {seq_len}" if seq_len else ""
         raise UserError(
             f"no tuned configuration for {model}{where} (batch {batch}, {objective}) on this machine; "
-            f"run `tuner auto --model {model}` first"
+            f"run `tuner auto --model {model}`{' --objective ' + objective if objective != 'p50' else ''} first"
         )
     if len(found) > 1:
         lengths = ", ".join(str(b.seq_len) for b in found)

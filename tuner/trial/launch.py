@@ -1,9 +1,11 @@
-"""Start a trial worker in a fresh process under its binding and environment.
+"""Start trial workers in fresh processes under their binding and environment.
 
 Thread pools, allocators and OpenMP runtimes are fixed when a process starts, so the
 knobs a trial tests go into its argv (numactl / taskset) and its environment, never
-into the tuner's own process. The parent blocks on the worker's pipes with a
-deadline (no busy wait) and kills the whole process group when it passes.
+into the tuner's own process (the plan: tuner.trial.plan). The parent blocks on the
+workers' pipes with a deadline (no busy wait) and kills each whole process group
+when it passes. Several workers can run at once (a throughput trial's instances);
+then each waits at a barrier after its warm-up, so all measure the same window.
 """
 
 from __future__ import annotations
@@ -18,48 +20,17 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from tuner.trial.plan import RuntimePlan  # noqa: F401  (re-exported: callers import it from here)
 from tuner.trial.spec import CRASHED, TIMEOUT, TrialResult, TrialSpec
 
 STDERR_TAIL_CHARS = 4000
 
 
-@dataclass(frozen=True)
-class RuntimePlan:
-    """How to start a process for a config: command prefix, environment, CPU set."""
-
-    prefix: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    cpus: list[int] | None = None  # None: not bound
-    notes: list[str] = field(default_factory=list)
-
-
-def _cpu_list(cpus: list[int]) -> str:
-    return ",".join(str(c) for c in cpus)
-
-
-def plan_runtime(config: dict, machine) -> RuntimePlan:
-    """The prefix and environment that apply ``config``'s runtime knobs on ``machine``.
-
-    Shared by trials and deployment (``tuner best --format shell``, ``tuner launch``),
-    so what is measured is what is deployed.
-    """
-    threads = int(config.get("threads") or machine.physical_cores_available)
-    env = {"OMP_NUM_THREADS": str(threads)}
-    binding = config.get("binding", "none")
-    if binding == "none":
-        return RuntimePlan(env=env)
-    cpus = machine.topology.cpus_for(threads, allowed=set(machine.available_cpus))
-    if binding == "taskset":
-        return RuntimePlan(prefix=["taskset", "-c", _cpu_list(cpus)], env=env, cpus=cpus)
-    if binding == "numactl":
-        nodes = sorted({n for n, node_cpus in machine.topology.numa_nodes.items() if set(cpus) & set(node_cpus)})
-        membind = f"--membind={_cpu_list(nodes)}" if nodes else "--localalloc"
-        return RuntimePlan(prefix=["numactl", f"--physcpubind={_cpu_list(cpus)}", membind], env=env, cpus=cpus)
-    raise ValueError(f"unknown binding {binding!r}")
-
-
-def worker_argv(python: str, result_fd: int) -> list[str]:
-    return [python, "-m", "tuner.trial.worker", "--result-fd", str(result_fd)]
+def worker_argv(python: str, result_fd: int, ready_fd: int | None = None, go_fd: int | None = None) -> list[str]:
+    argv = [python, "-m", "tuner.trial.worker", "--result-fd", str(result_fd)]
+    if ready_fd is not None and go_fd is not None:
+        argv += ["--ready-fd", str(ready_fd), "--go-fd", str(go_fd)]
+    return argv
 
 
 def _signal_name(number: int) -> str:
@@ -69,20 +40,56 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def run_worker(
-    spec: TrialSpec,
-    plan: RuntimePlan,
+@dataclass
+class _Running:
+    proc: subprocess.Popen
+    result_fd: int
+    ready_fd: int | None
+    result: bytearray = field(default_factory=bytearray)
+    output: bytearray = field(default_factory=bytearray)
+    ready: bytearray = field(default_factory=bytearray)
+    result_closed: bool = False  # the worker finished writing its result
+
+
+def run_worker(spec: TrialSpec, plan: RuntimePlan, timeout_s: float, python: str | None = None) -> TrialResult:
+    """Run one trial in a fresh process group; never raises for a failed trial."""
+    return run_workers([spec], [plan], timeout_s, python)[0]
+
+
+def run_workers(
+    specs: list[TrialSpec],
+    plans: list[RuntimePlan],
     timeout_s: float,
     python: str | None = None,
-) -> TrialResult:
-    """Run one trial in a fresh process group; never raises for a failed trial."""
+    synchronized: bool = False,
+) -> list[TrialResult]:
+    """Run one process per (spec, plan), all at once, each in its own process group.
+
+    With ``synchronized`` each worker reports ready after its warm-up and waits; the
+    parent releases all together once every one is ready or gone. Never raises for a
+    failed trial: each gets a result (crashed, timeout, or what it wrote).
+    """
+    assert len(specs) == len(plans) and specs
+    for plan in plans:
+        if plan.prefix and shutil.which(plan.prefix[0]) is None:
+            return [TrialResult(status=CRASHED, reason=f"{plan.prefix[0]} is not installed") for _ in specs]
+    go_read, go_write = os.pipe() if synchronized else (None, None)
+    running: list[_Running] = []
+    try:
+        for spec, plan in zip(specs, plans):
+            running.append(_start(spec, plan, python or sys.executable, go_read))
+    finally:
+        if go_read is not None:
+            os.close(go_read)  # the children hold their own copies
+    collected = _collect(running, go_write, timeout_s)
+    return [_result_of(r, timed_out, timeout_s) for r, timed_out in zip(running, collected)]
+
+
+def _start(spec: TrialSpec, plan: RuntimePlan, python: str, go_read: int | None) -> _Running:
     read_fd, write_fd = os.pipe()
-    env = {**os.environ, **plan.env}
-    argv = [*plan.prefix, *worker_argv(python or sys.executable, write_fd)]
-    if plan.prefix and shutil.which(plan.prefix[0]) is None:
-        os.close(read_fd)
-        os.close(write_fd)
-        return TrialResult(status=CRASHED, reason=f"{plan.prefix[0]} is not installed")
+    ready_read, ready_write = os.pipe() if go_read is not None else (None, None)
+    pass_fds = tuple(fd for fd in (write_fd, ready_write, go_read) if fd is not None)
+    argv = [*plan.prefix, *worker_argv(python, write_fd, ready_write, go_read)]
     # The spec goes in through a file as stdin, so a large spec can never block us.
     with tempfile.TemporaryFile() as spec_file:
         spec_file.write(spec.to_json().encode())
@@ -93,45 +100,41 @@ def run_worker(
                 stdin=spec_file,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,),
+                pass_fds=pass_fds,
                 start_new_session=True,  # its own process group, killed as one
-                env=env,
+                env=plan.environment(os.environ),
             )
+        except BaseException:
+            for fd in (read_fd, ready_read):
+                if fd is not None:
+                    os.close(fd)
+            raise
         finally:
             os.close(write_fd)
-    result_bytes, output, timed_out = _collect(proc, read_fd, timeout_s)
-    tail = output[-STDERR_TAIL_CHARS:].decode(errors="replace")
-    if timed_out:
-        return TrialResult(status=TIMEOUT, reason=f"no result within {timeout_s:.0f} s", stderr_tail=tail)
-    if result_bytes:
-        try:
-            result = TrialResult.from_json(result_bytes.decode())
-        except (ValueError, TypeError) as exc:
-            return TrialResult(status=CRASHED, reason=f"unreadable result: {exc}", stderr_tail=tail)
-        result.stderr_tail = tail
-        return result
-    code = proc.returncode
-    if code is not None and code < 0:
-        name = _signal_name(-code)
-        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
-        reason = f"killed by {name}{hint}"
-    else:
-        reason = f"exited with code {code} without a result"
-    return TrialResult(status=CRASHED, reason=reason, stderr_tail=tail)
+            if ready_write is not None:
+                os.close(ready_write)
+    return _Running(proc, read_fd, ready_read)
 
 
-def _collect(proc: subprocess.Popen, read_fd: int, timeout_s: float) -> tuple[bytes, bytes, bool]:
-    """Read the result pipe and the output until both close or the deadline passes."""
+def _collect(running: list[_Running], go_write: int | None, timeout_s: float) -> list[bool]:
+    """Read every pipe until the workers are done or the deadline passes; release the
+    barrier once every ready pipe has answered or closed. Returns timed-out flags."""
     deadline = time.monotonic() + timeout_s
-    result = bytearray()
-    output = bytearray()
     selector = selectors.DefaultSelector()
-    assert proc.stdout is not None
-    selector.register(proc.stdout, selectors.EVENT_READ, output)
-    selector.register(read_fd, selectors.EVENT_READ, result)
+    waiting_ready = 0
+    for r in running:
+        assert r.proc.stdout is not None
+        selector.register(r.proc.stdout, selectors.EVENT_READ, (r, "output"))
+        selector.register(r.result_fd, selectors.EVENT_READ, (r, "result"))
+        if r.ready_fd is not None:
+            selector.register(r.ready_fd, selectors.EVENT_READ, (r, "ready"))
+            waiting_ready += 1
     timed_out = False
     try:
         while selector.get_map():
+            if go_write is not None and waiting_ready == 0:
+                os.close(go_write)  # EOF on the go pipe releases every waiting worker at once
+                go_write = None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
@@ -139,29 +142,63 @@ def _collect(proc: subprocess.Popen, read_fd: int, timeout_s: float) -> tuple[by
             # Wake at least every second: a grandchild may hold the output pipe open
             # after the worker itself has exited.
             for key, _ in selector.select(min(remaining, 1.0)):
+                owner, kind = key.data
                 chunk = os.read(key.fd, 65536)
+                buffer = getattr(owner, kind)
                 if chunk:
-                    key.data.extend(chunk)
-                    if key.data is output and len(output) > 4 * STDERR_TAIL_CHARS:
-                        del output[: -2 * STDERR_TAIL_CHARS]
+                    buffer.extend(chunk)
+                    if kind == "output" and len(buffer) > 4 * STDERR_TAIL_CHARS:
+                        del buffer[: -2 * STDERR_TAIL_CHARS]
+                    if kind == "ready":
+                        selector.unregister(key.fileobj)
+                        waiting_ready -= 1
                 else:
                     selector.unregister(key.fileobj)
-            if proc.poll() is not None and read_fd not in _fds(selector):
+                    if kind == "ready":
+                        waiting_ready -= 1
+                    elif kind == "result":
+                        owner.result_closed = True
+            registered = {k.fd for k in selector.get_map().values()}
+            if all(r.proc.poll() is not None and r.result_fd not in registered for r in running):
                 break
     finally:
         selector.close()
-        os.close(read_fd)
-        proc.stdout.close()
-        _kill_group(proc)
+        if go_write is not None:
+            os.close(go_write)
+        for r in running:
+            for fd in (r.result_fd, r.ready_fd):
+                if fd is not None:
+                    os.close(fd)
+            assert r.proc.stdout is not None
+            r.proc.stdout.close()
+            _kill_group(r.proc)
+        for r in running:
+            try:
+                r.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+    return [timed_out and not r.result_closed for r in running]
+
+
+def _result_of(r: _Running, timed_out: bool, timeout_s: float) -> TrialResult:
+    tail = bytes(r.output[-STDERR_TAIL_CHARS:]).decode(errors="replace")
+    if timed_out:
+        return TrialResult(status=TIMEOUT, reason=f"no result within {timeout_s:.0f} s", stderr_tail=tail)
+    if r.result:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    return bytes(result), bytes(output), timed_out
-
-
-def _fds(selector: selectors.BaseSelector) -> set[int]:
-    return {key.fd for key in selector.get_map().values()}
+            result = TrialResult.from_json(bytes(r.result).decode())
+        except (ValueError, TypeError) as exc:
+            return TrialResult(status=CRASHED, reason=f"unreadable result: {exc}", stderr_tail=tail)
+        result.stderr_tail = tail
+        return result
+    code = r.proc.returncode
+    if code is not None and code < 0:
+        name = _signal_name(-code)
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        reason = f"killed by {name}{hint}"
+    else:
+        reason = f"exited with code {code} without a result"
+    return TrialResult(status=CRASHED, reason=reason, stderr_tail=tail)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
