@@ -18,7 +18,7 @@ from tuner.store import Store, _migrate
 from tuner.store._schema import SCHEMA_HEAD, VERSION_TABLE, Base
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = {"tuner_machines", "tuner_models", "tuner_studies", "tuner_trials", "tuner_best"}
+TABLES = {"tuner_machines", "tuner_models", "tuner_studies", "tuner_trials", "tuner_best", "tuner_replays"}
 
 
 def _version(path: Path) -> list[str]:
@@ -109,3 +109,50 @@ def test_developer_alembic_ini_upgrades_checks_and_downgrades(tmp_path: Path) ->
 
 def test_every_table_is_prefixed() -> None:
     assert set(Base.metadata.tables) == TABLES
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_a_0001_database_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
+    """schema-0001.db was written by the tuner at revision 0001 (three trials, one best)."""
+    import shutil
+
+    db = tmp_path / "old.db"
+    shutil.copy(DATA / "schema-0001.db", db)  # Store.open upgrades in place: never the checked-in file
+    assert _version(db) == ["0001"]
+    with Store.open(f"sqlite:///{db}") as store:
+        (study,) = store.studies()
+        trials = store.trials(study.id)
+        assert [(t.number, t.status) for t in trials] == [(0, "ok"), (1, "ok"), (2, "crashed")]
+        assert trials[1].samples_ms == [1.05, 1.1, 1.1, 1.2] and trials[0].accuracy == {"cosine_mean": 1.0, "cosine_min": 1.0}
+        # What 0001 did not measure reads as unknown, not as a value.
+        assert (trials[0].flags, trials[0].noise, trials[0].peak_rss_mb, trials[0].throughput) == (None,) * 4
+        assert study.pareto is None
+        (best,) = store.best("fp-0001", "minilm")
+        assert (best.trial_id, best.speedup, best.default_median_ms) == (trials[1].id, 4.9, 5.4)
+        assert (best.speedup_low, best.speedup_high, best.significant, best.finalists) == (None, None, None, None)
+        # And the new columns and table take data.
+        store.record_replay(study.id, kind="verify", role="candidate", round=0, config={"backend": "onnxruntime"},
+                            status="ok", trial_id=trials[1].id, median_ms=1.1)
+        assert [r.median_ms for r in store.replays(study.id)] == [1.1]
+    assert _version(db) == [SCHEMA_HEAD]
+
+
+def test_downgrading_0002_keeps_the_rows_0001_knew(tmp_path: Path) -> None:
+    """0002's downgrade drops columns natively: a table copy would cascade-delete tuner_best."""
+    import shutil
+
+    db = tmp_path / "old.db"
+    shutil.copy(DATA / "schema-0001.db", db)
+    Store.open(f"sqlite:///{db}").close()
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", "db/alembic.ini", "-x", f"url=sqlite:///{db}", "downgrade", "0001"],
+        check=True, cwd=REPO, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert _version(db) == ["0001"]
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("SELECT count(*) FROM tuner_trials").fetchone() == (3,)
+        assert raw.execute("SELECT count(*) FROM tuner_best").fetchone() == (1,)
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(tuner_trials)")}
+    assert "flags" not in columns and "samples_ms" in columns

@@ -240,3 +240,76 @@ def test_threads_can_share_a_store(seeded: Seeded) -> None:
         t.join()
     assert errors == []
     assert len(seeded.store.trials(seeded.study.id)) == 20
+
+
+def test_protocol_fields_round_trip(seeded: Seeded) -> None:
+    store, study = seeded.store, seeded.study
+    noise = {"before": {"busy": [{"pid": 42, "name": "yes", "cpu": 0.99}]}, "during": {"other_cpu": 0.97}}
+    store.record_trial(study.id, 0, config={}, status="pruned", flags=["noisy", "few-samples"], noise=noise,
+                       peak_rss_mb=312.5, throughput=float("inf"))
+    record = store.trial(study.id, 0)
+    assert record is not None
+    assert (record.status, record.flags, record.noise, record.peak_rss_mb) == ("pruned", ["noisy", "few-samples"],
+                                                                               noise, 312.5)
+    assert record.throughput is None  # infinities are not numbers: NULL
+    assert store.trial_by_id(record.id) == record
+    with pytest.raises(KeyError, match="trial"):
+        store.trial_by_id(12345)
+
+
+def test_trial_fields_carry_flags_noise_memory_and_throughput() -> None:
+    result = TrialResult(status="ok", samples_ms=[1.0], stats={"median": 1.0, "n": 1, "throughput": 950.0},
+                         flags=["unstable"], noise={"during": {"other_cpu": 0.5}}, peak_rss_mb=200.0)
+    fields = trial_fields(result)
+    assert (fields["flags"], fields["noise"], fields["peak_rss_mb"], fields["throughput"]) == (
+        ["unstable"], {"during": {"other_cpu": 0.5}}, 200.0, 950.0)
+    empty = trial_fields(TrialResult(status="crashed"))
+    assert (empty["flags"], empty["noise"], empty["peak_rss_mb"], empty["throughput"]) == (None, None, None, None)
+
+
+def test_pareto_front_is_stored_with_the_study(seeded: Seeded) -> None:
+    store, study = seeded.store, seeded.study
+    store.set_pareto(study.id, [5, 1, 3])
+    (again,) = store.studies()
+    assert again.pareto == [1, 3, 5]
+    with pytest.raises(KeyError):
+        store.set_pareto(999, [])
+
+
+def test_best_keeps_the_confidence_interval_and_the_finalists(seeded: Seeded) -> None:
+    store, m, p = seeded.store, seeded.machine_id, seeded.model_pk
+    fast16, _ = _two_studies(seeded)
+    finalists = [{"trial": 0, "speedup": 4.1, "low": 3.9, "high": 4.3, "significant": True}]
+    store.set_best(m, p, 16, 1, "p50", fast16, {"backend": "onnxruntime"}, {"median_ms": 1.0}, 5.4, 4.1,
+                   speedup_low=3.9, speedup_high=4.3, significant=True, finalists=finalists)
+    (best,) = store.best("fp-a", "minilm", seq_len=16)
+    assert (best.speedup, best.speedup_low, best.speedup_high, best.significant) == (4.1, 3.9, 4.3, True)
+    assert best.finalists == finalists
+    # A later winner without an interval replaces the old one whole.
+    store.set_best(m, p, 16, 1, "p50", fast16, {"backend": "onnxruntime"}, {"median_ms": 1.0}, 5.4, 4.0)
+    (best,) = store.best("fp-a", "minilm", seq_len=16)
+    assert (best.speedup, best.speedup_low, best.significant, best.finalists) == (4.0, None, None, None)
+
+
+def test_replays_round_trip_in_order_and_are_checked(seeded: Seeded) -> None:
+    store, study = seeded.store, seeded.study
+    trial_id = store.record_trial(study.id, 0, config={"backend": "torch"}, status="ok", value=5.0)
+    for round_ in range(2):
+        store.record_replay(study.id, kind="finalist", role="default", round=round_, config={"backend": "torch"},
+                            status="ok", trial_id=trial_id, median_ms=5.0 + round_, samples_ms=[5.0, 5.1],
+                            n_samples=2, flags=["few-samples"], noise={"during": {"other_cpu": 0.0}})
+        store.record_replay(study.id, kind="finalist", role="candidate", round=round_, config={"backend": "ort"},
+                            status="crashed", reason="killed by SIGKILL")
+    store.record_replay(study.id, kind="verify", role="default", round=0, config={}, status="ok", median_ms=4.0)
+    finalist = store.replays(study.id, kind="finalist")
+    assert [(r.role, r.round, r.median_ms) for r in finalist] == [
+        ("default", 0, 5.0), ("candidate", 0, None), ("default", 1, 6.0), ("candidate", 1, None)]
+    assert finalist[0].samples_ms == [5.0, 5.1] and finalist[0].trial_id == trial_id and finalist[1].samples_ms == []
+    assert [r.kind for r in store.replays(study.id)] == ["finalist"] * 4 + ["verify"]
+    with pytest.raises(ValueError, match="replay kind"):
+        store.record_replay(study.id, kind="sweep", role="default", round=0, config={}, status="ok")
+    with pytest.raises(ValueError, match="replay role"):
+        store.record_replay(study.id, kind="verify", role="winner", round=0, config={}, status="ok")
+    with pytest.raises(KeyError, match="trial"):
+        store.record_replay(study.id, kind="verify", role="default", round=0, config={}, status="ok", trial_id=999)
+    assert len(store.replays(study.id)) == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from tuner.cli.common import add_db_argument, format_accuracy, format_ms, parse_duration, parse_seq_lens
@@ -18,7 +19,27 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--trials", type=int, default=None, help=f"measured trials per sequence length (default {DEFAULT_TRIALS})")
     p.add_argument("--budget", default=None, help="wall-clock budget for the whole run, e.g. 10m (split across lengths)")
-    p.add_argument("--objective", default="p50", choices=["p50", "p90", "p99", "throughput"])
+    p.add_argument("--objective", default="p50", choices=["p50", "p90", "p99", "throughput", "pareto"],
+                   help="minimise a latency percentile, maximise throughput, or pareto: both at once, "
+                        "a latency-throughput front (`tuner history --pareto`)")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="constraint: the worker's peak resident memory, e.g. 800M or 2G (a trial above it cannot win)")
+    p.add_argument("--backends", default=None, metavar="A,B",
+                   help="only these backends (default: every backend this machine can run; see `tuner space`)")
+    p.add_argument("--strategy", default="structured", choices=["structured", "tpe", "random"],
+                   help="search strategy (default structured: each backend and precision first, then TPE; docs/search.md)")
+    p.add_argument("--finalists", type=int, default=3, metavar="K",
+                   help="re-measure the K best in fresh processes against the stock default (default 3; 0: off)")
+    p.add_argument("--finalist-rounds", type=int, default=3, metavar="R",
+                   help="fresh processes per finalist and for the default, interleaved (default 3, at least 3)")
+    p.add_argument("--no-prune", action="store_true",
+                   help="measure every trial in full (default: stop clearly slower ones after a short first measurement)")
+    p.add_argument("--prune-margin", type=float, default=0.5,
+                   help="a short first measurement this much slower than the best so far is pruned (default 0.5 = 50%%)")
+    p.add_argument("--noise-retries", type=int, default=1, metavar="N",
+                   help="re-run a trial timed while other processes used its CPUs, up to N times (default 1)")
+    p.add_argument("--noise-wait", type=float, default=3.0, metavar="SECONDS",
+                   help="before a trial, wait up to this long for a busy machine to calm down (default 3; 0: never)")
     p.add_argument("--eval-text", type=Path, default=None, metavar="FILE",
                    help="your own accuracy-guard sentences, one per line (default: a built-in diverse set)")
     p.add_argument("--min-cosine", type=float, default=0.99, help="guard: mean embedding cosine to fp32 (default 0.99)")
@@ -46,6 +67,18 @@ def _read_eval_texts(path: Path | None) -> list[str] | None:
     return texts
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> float:
+    """'800M', '2G', '1.5g', '512' (MB) -> megabytes."""
+    match = _SIZE.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"--max-memory {text!r} is not a size; use e.g. 800M or 2G")
+    scale = {"": 1.0, "k": 1 / 1024, "m": 1.0, "g": 1024.0, "t": 1024.0**2}[match.group(2).lower()]
+    return float(match.group(1)) * scale
+
+
 def build_options(args: argparse.Namespace):
     from tuner.search.study import TuneOptions
     from tuner.trial.accuracy import Guard
@@ -57,6 +90,16 @@ def build_options(args: argparse.Namespace):
         raise UserError("--batch must be at least 1")
     if args.trials is not None and args.trials < 1:
         raise UserError("--trials must be at least 1")
+    if args.finalists < 0:
+        raise UserError("--finalists must be 0 (off) or more")
+    if args.finalists and args.finalist_rounds < 3:
+        raise UserError("--finalist-rounds must be at least 3: fewer fresh processes cannot show a significant speedup")
+    if args.prune_margin <= 0:
+        raise UserError("--prune-margin must be positive, e.g. 0.5")
+    if args.noise_retries < 0:
+        raise UserError("--noise-retries must be 0 or more")
+    if args.noise_wait < 0:
+        raise UserError("--noise-wait must be 0 or more seconds")
     budget = parse_duration(args.budget) if args.budget else None
     trials = args.trials if args.trials is not None or budget is not None else DEFAULT_TRIALS
     return TuneOptions(
@@ -72,6 +115,15 @@ def build_options(args: argparse.Namespace):
         trial_timeout_s=args.trial_timeout,
         seed=args.seed,
         measure=MeasureSettings(min_seconds=args.min_time, warmup_seconds=min(0.3, args.min_time / 3)),
+        strategy=args.strategy,
+        backends=[b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None,
+        max_memory_mb=parse_size(args.max_memory) if args.max_memory else None,
+        prune=not args.no_prune,
+        prune_margin=args.prune_margin,
+        finalists=0 if args.objective == "pareto" else args.finalists,
+        finalist_rounds=args.finalist_rounds,
+        noise_retries=args.noise_retries,
+        noise_wait_s=args.noise_wait,
     )
 
 
@@ -84,6 +136,9 @@ def print_outcome(outcome) -> None:
         counts[t.status] = counts.get(t.status, 0) + 1
     print(f"\n== seq {w.seq_len}, batch {w.batch}: {len(outcome.trials)} trials "
           f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); stopped: {outcome.stop_reason}")
+    if outcome.objective == "pareto":
+        print_front(outcome.pareto)
+        return
     winner, default = outcome.winner, outcome.default
     if winner is None:
         print("   no configuration passed; see `tuner history` for the reasons")
@@ -91,11 +146,38 @@ def print_outcome(outcome) -> None:
     print(f"   winner  trial {winner.number}: {describe_config(winner.config)}")
     print(f"           median {format_ms(winner.median_ms)} ms  p90 {format_ms(winner.p90_ms)} ms  "
           f"p99 {format_ms(winner.p99_ms)} ms  accuracy {format_accuracy(winner.accuracy)}")
-    if default is not None and outcome.speedup:
+    if default is not None:
         print(f"   default trial {default.number}: {describe_config(default.config)}: median {format_ms(default.median_ms)} ms")
-        print(f"   speedup {outcome.speedup:.2f}x over the stock default ({outcome.objective})")
+    decision, ci = outcome.decision, outcome.speedup_ci
+    if decision is not None:
+        for verdict in decision.verdicts:
+            trial = verdict.candidate.trial
+            figure = verdict.speedup.describe() if verdict.speedup else verdict.note
+            print(f"   finalist trial {trial.number if trial else '-'}: {figure}")
+    if ci is not None:
+        print(f"   speedup {ci.describe()} over the stock default ({outcome.objective}; "
+              f"{ci.candidate_runs} vs {ci.baseline_runs} fresh processes, interleaved)")
+    elif decision is not None:
+        print(f"   speedup: none stated: {decision.summary}")
+    elif default is not None and outcome.speedup:
+        print(f"   speedup {outcome.speedup:.2f}x over the stock default ({outcome.objective}; search measurements, "
+              "not re-measured)")
     else:
         print("   the stock default did not produce a result, so no speedup is stated")
+
+
+def print_front(front: list) -> None:
+    """The latency-throughput Pareto front, lowest latency first."""
+    from tuner.search.pareto import throughput_of
+    from tuner.search.study import describe_config
+
+    if not front:
+        print("   no configuration passed; see `tuner history` for the reasons")
+        return
+    print(f"   Pareto front ({len(front)}): median latency vs throughput")
+    for t in front:
+        rate = throughput_of(t.median_ms, t.throughput, 1)
+        print(f"   trial {t.number:>3}: {format_ms(t.median_ms)} ms  {rate:,.1f} inf/s  {describe_config(t.config)}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from tuner.cli.common import add_db_argument
 
@@ -15,7 +16,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--objective", default="p50", choices=["p50", "p90", "p99", "throughput"])
     p.add_argument("--format", default="json", choices=["json", "env", "shell"],
-                   help="json: everything; env: export lines to eval; shell: a command prefix")
+                   help="json: everything; env: unset/export lines to eval; shell: a command prefix (one per instance)")
     add_db_argument(p)
     p.set_defaults(func=run)
 
@@ -30,8 +31,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([b.to_dict() for b in found], indent=2, sort_keys=True))
         return 0
     best = best_config(args.model, args.seq_len, args.batch, args.objective, args.db)
+    # On stderr: what `eval` or `$(...)` reads stays exactly the lines or the prefix.
+    print(f"# seq {best.seq_len}: speedup {best.describe_speedup()} over the stock default", file=sys.stderr)
     if args.format == "env":
         print("\n".join(best.env_lines()))
     else:
-        print(best.shell_prefix())
+        # A throughput winner runs N processes: one prefix per line, instance 0 first.
+        print("\n".join(best.shell_prefix(i) for i in range(max(1, len(best.instances)))))
     return 0

@@ -14,6 +14,11 @@ SUBCOMMANDS = {
     "auto": "auto",
     "best": "best",
     "history": "history",
+    "verify": "verify",
+    "measure": "measure",
+    "launch": "launch",
+    "export": "export",
+    "env": "env",
 }
 
 

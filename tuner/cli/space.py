@@ -42,6 +42,8 @@ def format_space(space: Space) -> str:
             f"{k}={_value(v)}" for k, v in space.default_config().items() if k != "backend"
         ) + ")" if backend == space.default_backend else ""
         lines.append(f"{backend}{marker}")
+        if backend in space.notes:
+            lines.append(f"  note: {space.notes[backend]}")
         width = max(len(d.name) for d in dims)
         values_width = max(len(d.describe_values()) for d in dims)
         for dim in dims:

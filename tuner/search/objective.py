@@ -1,27 +1,54 @@
-"""Objectives: what a study minimises (latency percentiles) or maximises (throughput)."""
+"""Objectives: what a study minimises (latency percentiles), maximises (throughput),
+or trades off (pareto: median latency down and throughput up at once, a front)."""
 
 from __future__ import annotations
 
-OBJECTIVES = ("p50", "p90", "p99", "throughput")
+OBJECTIVES = ("p50", "p90", "p99", "throughput", "pareto")
+# The values a multi-objective ("pareto") study tells Optuna, in this order.
+PARETO_VALUES = ("p50", "throughput")
+
+
+def directions(objective: str) -> list[str]:
+    """Optuna's direction per value: one for a single objective, two for pareto."""
+    if objective == "pareto":
+        return ["minimize", "maximize"]
+    return [direction(objective)]
 
 
 def direction(objective: str) -> str:
+    if objective == "pareto":
+        raise ValueError("pareto has two directions; use directions()")
     return "maximize" if objective == "throughput" else "minimize"
 
 
+def throughput(stats: dict[str, float], batch: int) -> float:
+    """Inferences per second: the aggregate a multi-instance trial measured, else the
+    inverse of one instance's median latency."""
+    if stats.get("throughput"):
+        return float(stats["throughput"])
+    return 1000.0 * batch / stats["median"]
+
+
 def value_of(objective: str, stats: dict[str, float], batch: int) -> float:
-    """The objective value of a measured trial's statistics."""
-    if objective == "p50":
+    """The (first) objective value of a measured trial's statistics."""
+    if objective in ("p50", "pareto"):
         return stats["median"]
     if objective in ("p90", "p99"):
         return stats[objective]
     if objective == "throughput":
-        return 1000.0 * batch / stats["median"]  # inferences per second of one instance
+        return throughput(stats, batch)
     raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
 
 
+def values_of(objective: str, stats: dict[str, float], batch: int) -> list[float]:
+    """Every value Optuna is told for this objective."""
+    if objective == "pareto":
+        return [stats["median"], throughput(stats, batch)]
+    return [value_of(objective, stats, batch)]
+
+
 def better(objective: str, a: float, b: float) -> bool:
-    """True when value a beats value b."""
+    """True when value a beats value b (pareto: by its first value, the median)."""
     return a > b if objective == "throughput" else a < b
 
 

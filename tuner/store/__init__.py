@@ -9,11 +9,14 @@ Importing this package is cheap: SQLAlchemy and Alembic load in ``Store.open``.
 
 from tuner.store._records import (
     OBJECTIVES,
+    REPLAY_KINDS,
+    REPLAY_ROLES,
     STUDY_STATUSES,
     TRIAL_STATUSES,
     BestRecord,
     MachineRecord,
     ModelRecord,
+    ReplayRecord,
     StudyRecord,
     TrialRecord,
     trial_fields,
@@ -22,12 +25,15 @@ from tuner.store._store import DuplicateTrialError, Store
 
 __all__ = [
     "OBJECTIVES",
+    "REPLAY_KINDS",
+    "REPLAY_ROLES",
     "STUDY_STATUSES",
     "TRIAL_STATUSES",
     "BestRecord",
     "DuplicateTrialError",
     "MachineRecord",
     "ModelRecord",
+    "ReplayRecord",
     "Store",
     "StudyRecord",
     "TrialRecord",

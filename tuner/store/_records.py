@@ -19,9 +19,17 @@ if TYPE_CHECKING:
 # Every status a trial row may carry (see tuner.trial.spec for their meaning).
 TRIAL_STATUSES: tuple[str, ...] = (
     S.OK, S.REJECTED, S.INVALID, S.UNSUPPORTED, S.ERROR, S.CRASHED, S.TIMEOUT, S.INTERRUPTED, S.DUPLICATE,
+    S.PRUNED,
 )
+# Why a configuration was re-measured outside the search: as a finalist of a study,
+# by `tuner verify`, or as a further pass over a benchmark's grid
+# (benchmarks/search_efficiency.py); and whether that run was the stock default or
+# the candidate.
+REPLAY_KINDS: tuple[str, ...] = ("finalist", "verify", "grid")
+REPLAY_ROLES: tuple[str, ...] = ("default", "candidate")
 STUDY_STATUSES: tuple[str, ...] = ("running", "done")
-OBJECTIVES: tuple[str, ...] = ("p50", "p90", "p99", "throughput")
+# "pareto": latency (p50) and throughput at once, a multi-objective study with a front, no single best.
+OBJECTIVES: tuple[str, ...] = ("p50", "p90", "p99", "throughput", "pareto")
 TASKS: tuple[str, ...] = ("embedding", "classification")
 
 
@@ -65,6 +73,7 @@ class StudyRecord:
     created: datetime
     updated: datetime
     n_trials: int
+    pareto: list[int] | None = None  # trial numbers on the latency-throughput front
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,10 @@ class TrialRecord:
     stderr_tail: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    flags: list[str] | None = None  # stability flags: unstable, outliers, few-samples, not-settled, noisy
+    noise: dict[str, Any] | None = None  # noise checks: before the trial, during its timing, attempts
+    peak_rss_mb: float | None = None
+    throughput: float | None = None  # inferences per second
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,34 @@ class BestRecord:
     default_median_ms: float | None
     speedup: float | None
     updated: datetime
+    speedup_low: float | None = None  # 95% confidence interval of the speedup
+    speedup_high: float | None = None
+    significant: bool | None = None  # the interval excludes 1
+    finalists: list[dict[str, Any]] | None = None  # each finalist's re-measured speedup and interval
+
+
+@dataclass(frozen=True)
+class ReplayRecord:
+    """One fresh-process re-measurement of a configuration (a finalist round, a verify round)."""
+
+    id: int
+    study_id: int
+    trial_id: int | None  # the trial whose configuration this is, when there is one
+    kind: str  # "finalist", "verify" or "grid"
+    role: str  # "default" or "candidate"
+    round: int
+    config: dict[str, Any]
+    status: str
+    reason: str | None
+    median_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    n_samples: int | None
+    samples_ms: list[float]
+    throughput: float | None
+    flags: list[str] | None
+    noise: dict[str, Any] | None
+    created: datetime
 
 
 def trial_fields(result: "TrialResult") -> dict[str, Any]:
@@ -136,4 +177,8 @@ def trial_fields(result: "TrialResult") -> dict[str, Any]:
         "timings": dict(result.timings) or None,
         "artifact": result.artifact,
         "stderr_tail": result.stderr_tail,
+        "flags": list(result.flags) or None,
+        "noise": dict(result.noise) or None,
+        "peak_rss_mb": result.peak_rss_mb,
+        "throughput": stats.get("throughput"),
     }

@@ -35,7 +35,7 @@ from sqlalchemy.types import TypeDecorator
 # The newest migration in db/versions. Store.open compares the database's revision
 # with this before importing Alembic, so opening an up-to-date database stays fast;
 # tests/store checks it matches the scripts' head.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 VERSION_TABLE = "tuner_alembic_version"
 
 # Named constraints: Alembic's batch mode (how SQLite alters a table) needs names to
@@ -164,6 +164,7 @@ class StudyRow(Base):
     status: Mapped[str] = mapped_column(String(32))
     created: Mapped[datetime] = mapped_column(UTCDateTime())
     updated: Mapped[datetime] = mapped_column(UTCDateTime())
+    pareto: Mapped[list[int] | None] = mapped_column(SafeJSON())  # since 0002
 
 
 class TrialRow(Base):
@@ -193,6 +194,11 @@ class TrialRow(Base):
     stderr_tail: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Since 0002: measurement protocol and constraints.
+    flags: Mapped[list[str] | None] = mapped_column(SafeJSON())
+    noise: Mapped[dict[str, Any] | None] = mapped_column(SafeJSON())
+    peak_rss_mb: Mapped[float | None] = mapped_column(FiniteFloat())
+    throughput: Mapped[float | None] = mapped_column(FiniteFloat())
 
 
 class BestRow(Base):
@@ -211,3 +217,33 @@ class BestRow(Base):
     default_median_ms: Mapped[float | None] = mapped_column(FiniteFloat())
     speedup: Mapped[float | None] = mapped_column(FiniteFloat())
     updated: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Since 0002: the speedup's 95% confidence interval from the finalists' re-measurement.
+    speedup_low: Mapped[float | None] = mapped_column(FiniteFloat())
+    speedup_high: Mapped[float | None] = mapped_column(FiniteFloat())
+    significant: Mapped[bool | None] = mapped_column(Boolean)
+    finalists: Mapped[list[dict[str, Any]] | None] = mapped_column(SafeJSON())
+
+
+class ReplayRow(Base):
+    """A configuration re-measured in a fresh process outside the search (since 0002)."""
+
+    __tablename__ = "tuner_replays"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("tuner_studies.id", ondelete="CASCADE"), index=True)
+    trial_id: Mapped[int | None] = mapped_column(ForeignKey("tuner_trials.id", ondelete="SET NULL"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    round: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(SafeJSON())
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    median_ms: Mapped[float | None] = mapped_column(FiniteFloat())
+    p90_ms: Mapped[float | None] = mapped_column(FiniteFloat())
+    p99_ms: Mapped[float | None] = mapped_column(FiniteFloat())
+    n_samples: Mapped[int | None] = mapped_column(Integer)
+    samples_ms: Mapped[list[float] | None] = mapped_column(SafeJSON())
+    throughput: Mapped[float | None] = mapped_column(FiniteFloat())
+    flags: Mapped[list[str] | None] = mapped_column(SafeJSON())
+    noise: Mapped[dict[str, Any] | None] = mapped_column(SafeJSON())
+    created: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -25,11 +25,14 @@ from typing import TYPE_CHECKING, Any
 from tuner.errors import StoreError
 from tuner.store._records import (
     OBJECTIVES,
+    REPLAY_KINDS,
+    REPLAY_ROLES,
     STUDY_STATUSES,
     TRIAL_STATUSES,
     BestRecord,
     MachineRecord,
     ModelRecord,
+    ReplayRecord,
     StudyRecord,
     TrialRecord,
 )
@@ -268,6 +271,10 @@ class Store:
         stderr_tail: str | None = None,
         started_at: datetime | None = None,
         finished_at: datetime | None = None,
+        flags: Sequence[str] | None = None,
+        noise: Mapping[str, Any] | None = None,
+        peak_rss_mb: float | None = None,
+        throughput: float | None = None,
     ) -> int:
         """Write trial ``number`` of the study (the Optuna trial number); returns its id.
 
@@ -290,6 +297,8 @@ class Store:
             effective=dict(effective) if effective is not None else None,
             timings=dict(timings) if timings is not None else None,
             artifact=artifact, stderr_tail=stderr_tail, started_at=started_at, finished_at=finished_at,
+            flags=list(flags) if flags is not None else None, noise=dict(noise) if noise is not None else None,
+            peak_rss_mb=peak_rss_mb, throughput=throughput,
         )
         duplicate = DuplicateTrialError(f"trial {number} of study {study_id} is already recorded")
         try:
@@ -340,16 +349,89 @@ class Store:
             ).scalars()
             return [_trial_record(row) for row in rows]
 
+    def trial_by_id(self, trial_id: int) -> TrialRecord:
+        """The trial with this id (``BestRecord.trial_id``); KeyError when there is none."""
+        from tuner.store._schema import TrialRow
+
+        with self._transaction() as session:
+            return _trial_record(_require(session, TrialRow, trial_id, "trial"))
+
+    def set_pareto(self, study_id: int, numbers: Sequence[int]) -> None:
+        """Store the trial numbers on the study's latency-throughput Pareto front."""
+        from tuner.store._schema import StudyRow, utcnow
+
+        with self._transaction(write=True) as session:
+            row = _require(session, StudyRow, study_id, "study")
+            row.pareto, row.updated = sorted(int(n) for n in numbers), utcnow()
+
+    # -- re-measurements -------------------------------------------------------------
+
+    def record_replay(
+        self,
+        study_id: int,
+        *,
+        kind: str,
+        role: str,
+        round: int,
+        config: Mapping[str, Any],
+        status: str,
+        trial_id: int | None = None,
+        reason: str | None = None,
+        median_ms: float | None = None,
+        p90_ms: float | None = None,
+        p99_ms: float | None = None,
+        n_samples: int | None = None,
+        samples_ms: Sequence[float] = (),
+        throughput: float | None = None,
+        flags: Sequence[str] | None = None,
+        noise: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Store one fresh-process re-measurement (a finalist round, a verify round); returns its id."""
+        from tuner.store._schema import ReplayRow, StudyRow, TrialRow, utcnow
+
+        _check(kind, REPLAY_KINDS, "replay kind")
+        _check(role, REPLAY_ROLES, "replay role")
+        _check(status, TRIAL_STATUSES, "trial status")
+        with self._transaction(write=True) as session:
+            _require(session, StudyRow, study_id, "study")
+            if trial_id is not None:
+                _require(session, TrialRow, trial_id, "trial")
+            row = ReplayRow(
+                study_id=study_id, trial_id=trial_id, kind=kind, role=role, round=round, config=dict(config),
+                status=status, reason=reason, median_ms=median_ms, p90_ms=p90_ms, p99_ms=p99_ms,
+                n_samples=n_samples, samples_ms=list(samples_ms), throughput=throughput,
+                flags=list(flags) if flags is not None else None, noise=dict(noise) if noise is not None else None,
+                created=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def replays(self, study_id: int, kind: str | None = None) -> list[ReplayRecord]:
+        """The study's re-measurements in the order they ran (all kinds when None)."""
+        from sqlalchemy import select
+
+        from tuner.store._schema import ReplayRow
+
+        query = select(ReplayRow).where(ReplayRow.study_id == study_id)
+        if kind is not None:
+            query = query.where(ReplayRow.kind == kind)
+        with self._transaction() as session:
+            rows = session.execute(query.order_by(ReplayRow.id)).scalars()
+            return [_record(ReplayRecord, row, samples_ms=row.samples_ms or []) for row in rows]
+
     # -- best ------------------------------------------------------------------------
 
     def set_best(
         self, machine_id: int, model_pk: int, seq_len: int, batch: int, objective: str, trial_id: int,
         config: Mapping[str, Any], metrics: Mapping[str, Any], default_median_ms: float | None,
-        speedup: float | None,
+        speedup: float | None, *, speedup_low: float | None = None, speedup_high: float | None = None,
+        significant: bool | None = None, finalists: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """Make ``trial_id`` the best for (machine, model, seq_len, batch, objective).
 
         The trial must belong to a study of that machine, model and workload.
+        ``speedup_low``/``speedup_high`` are the speedup's 95% confidence interval.
         """
         from tuner.store._schema import BestRow, StudyRow, TrialRow, utcnow
 
@@ -358,6 +440,8 @@ class Store:
             "machine_id": machine_id, "model_pk": model_pk, "seq_len": seq_len, "batch": batch,
             "objective": objective, "trial_id": trial_id, "config": dict(config), "metrics": dict(metrics),
             "default_median_ms": default_median_ms, "speedup": speedup, "updated": utcnow(),
+            "speedup_low": speedup_low, "speedup_high": speedup_high, "significant": significant,
+            "finalists": [dict(f) for f in finalists] if finalists is not None else None,
         }
         with self._transaction(write=True) as session:
             trial = _require(session, TrialRow, trial_id, "trial")
@@ -370,7 +454,8 @@ class Store:
                 )
             self._upsert(
                 session, BestRow, values, key=("machine_id", "model_pk", "seq_len", "batch", "objective"),
-                update=("trial_id", "config", "metrics", "default_median_ms", "speedup", "updated"),
+                update=("trial_id", "config", "metrics", "default_median_ms", "speedup", "updated",
+                        "speedup_low", "speedup_high", "significant", "finalists"),
             )
 
     def best(
@@ -474,7 +559,7 @@ def _study_record(row: "StudyRow", fingerprint: str, model_id: str, content_hash
         id=row.id, machine_id=row.machine_id, fingerprint=fingerprint, model_pk=row.model_pk, model_id=model_id,
         content_hash=content_hash, seq_len=row.seq_len, batch=row.batch, objective=row.objective,
         space_hash=row.space_hash, optuna_study_name=row.optuna_study_name, settings=row.settings,
-        status=row.status, created=row.created, updated=row.updated, n_trials=int(n_trials),
+        status=row.status, created=row.created, updated=row.updated, n_trials=int(n_trials), pareto=row.pareto,
     )
 
 
@@ -483,5 +568,6 @@ def _best_record(row: "BestRow", fingerprint: str, model_id: str, content_hash: 
         machine_id=row.machine_id, fingerprint=fingerprint, model_pk=row.model_pk, model_id=model_id,
         content_hash=content_hash, seq_len=row.seq_len, batch=row.batch, objective=row.objective,
         trial_id=row.trial_id, config=row.config, metrics=row.metrics, default_median_ms=row.default_median_ms,
-        speedup=row.speedup, updated=row.updated,
+        speedup=row.speedup, updated=row.updated, speedup_low=row.speedup_low, speedup_high=row.speedup_high,
+        significant=row.significant, finalists=row.finalists,
     )

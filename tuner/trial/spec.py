@@ -24,6 +24,7 @@ INVALID = "invalid"  # effective settings differ from the requested ones
 REJECTED = "rejected"  # measured, but below the accuracy guard
 INTERRUPTED = "interrupted"  # the tuner itself died during the trial
 DUPLICATE = "duplicate"  # same configuration as an earlier trial; result reused
+PRUNED = "pruned"  # stopped after its short first measurement: clearly slower than the best so far
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,16 @@ class MeasureSettings:
     min_seconds: float = 1.0
     max_calls: int = 5000
     max_seconds: float = 10.0
+    # Warm-up goes on until the median of the last window of calls is within
+    # settle_tolerance of the window before (docs/measurement.md), up to max_warmup_seconds.
+    settle_window: int = 10
+    settle_tolerance: float = 0.05
+    max_warmup_seconds: float = 5.0
+    # The short first measurement that early stopping looks at.
+    short_calls: int = 10
+    short_seconds: float = 0.1
+    # Stop after the short measurement when its median (ms) is above this (None: never).
+    prune_above_ms: float | None = None
 
 
 @dataclass
@@ -67,6 +78,9 @@ class TrialSpec:
     # The CPU set the parent asked the binding for (None: unbound); the worker's
     # probe reports what it got, and the parent compares.
     expected_cpus: list[int] | None = None
+    # A throughput trial runs `instances` workers side by side; this is one of them.
+    instance: int = 0
+    instances: int = 1
     version: int = SPEC_VERSION
 
     def to_json(self) -> str:
@@ -94,6 +108,13 @@ class TrialResult:
     timings: dict[str, float] = field(default_factory=dict)  # import/prepare/load/warmup/measure seconds
     artifact: str | None = None  # cache key of the converted model used
     stderr_tail: str = ""
+    # Stability flags of the timed run ("unstable", "outliers", "few-samples",
+    # "not-settled", "noisy"), the load other processes put on the trial's CPUs while
+    # it was timed, and the worker's peak resident memory after conversion.
+    flags: list[str] = field(default_factory=list)
+    noise: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mb: float | None = None
+    short_stats: dict[str, float] = field(default_factory=dict)  # the short first measurement
     version: int = SPEC_VERSION
 
     def to_json(self) -> str:

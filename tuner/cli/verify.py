@@ -1,0 +1,148 @@
+"""``tuner verify``: does the stored winner still beat the stock default here?
+
+Replays the stored winner and the stock default in fresh processes, interleaved
+(winner and default alternate, the order rotating each round), at least 5 times each
+by default, and prints the speedup with its 95% confidence interval (the two-level
+bootstrap of docs/measurement.md). When the stored speedup lies outside today's
+interval it warns and exits 3, so a cron job notices that it is time to re-tune.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tuner.cli.common import add_db_argument, format_ms
+from tuner.errors import UserError
+
+DEFAULT_ROUNDS = 5
+EXIT_NO_LONGER_HOLDS = 3
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("verify", help="re-measure the stored winner against the stock default",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--seq-len", type=int, default=None, help="which tuned length (default: every stored one)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--objective", default="p50", choices=["p50", "p90", "p99", "throughput"])
+    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                   help=f"fresh processes for each of the two (default {DEFAULT_ROUNDS}, at least 3)")
+    p.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
+                   help="time each run for at least this long, after warm-up (default 1.0)")
+    p.add_argument("--noise-retries", type=int, default=1, metavar="N",
+                   help="re-run a run timed while other processes used its CPUs, up to N times (default 1)")
+    p.add_argument("--noise-wait", type=float, default=3.0, metavar="SECONDS",
+                   help="before a run, wait up to this long for a busy machine to calm down (default 3; 0: never)")
+    p.add_argument("--wait", action="store_true", help="wait for a tuning run on this machine instead of refusing")
+    p.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    add_db_argument(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tuner.hardware import detect
+    from tuner.model import resolve_model
+    from tuner.search.lock import MachineLock
+    from tuner.store import Store
+
+    if args.rounds < 3:
+        raise UserError("--rounds must be at least 3: fewer fresh processes cannot bound a speedup")
+    if args.min_time <= 0:
+        raise UserError("--min-time must be positive, e.g. 1.0")
+    model = resolve_model(args.model)
+    machine = detect()
+    store = Store.open(args.db)
+    try:
+        found = store.best(machine.fingerprint, model.content_hash, seq_len=args.seq_len, batch=args.batch,
+                           objective=args.objective)
+        if not found:
+            where = f" at seq {args.seq_len}" if args.seq_len else ""
+            raise UserError(f"no tuned configuration for {args.model}{where} (batch {args.batch}, {args.objective}) "
+                            f"on this machine; run `tuner auto --model {args.model}` first")
+        holds = True
+        with MachineLock(wait=args.wait, what=f"tuner verify --model {args.model}"):
+            for best in found:
+                holds = _verify_one(args, store, model, machine, best) and holds
+    finally:
+        store.close()
+    return 0 if holds else EXIT_NO_LONGER_HOLDS
+
+
+def _verify_one(args: argparse.Namespace, store, model, machine, best) -> bool:
+    """Re-measure one stored winner; True when its stored speedup still holds."""
+    from dataclasses import replace
+
+    from tuner.model import DEFAULT_EVAL_TEXTS
+    from tuner.search import finalists as F
+    from tuner.search.quiet import QuietRunner
+    from tuner.search.study import config_key, describe_config, space_objective
+    from tuner.space import load_space
+    from tuner.trial import spec as S
+    from tuner.trial.accuracy import Guard
+    from tuner.trial.runner import TrialRunner
+
+    trial = store.trial_by_id(best.trial_id)
+    study = next(s for s in store.studies(fingerprint=machine.fingerprint) if s.id == trial.study_id)
+    # The default the study compared with (it may have searched fewer backends).
+    default_config = study.settings.get("default") or load_space(
+        machine, objective=space_objective(best.objective)).default_config()
+    print(f"seq {best.seq_len}, batch {best.batch} ({best.objective}):")
+    print(f"  stored winner: {describe_config(best.config)}")
+    print(f"  stock default: {describe_config(default_config)}")
+    if config_key(best.config) == config_key(default_config):
+        print("  the stored winner is the stock default (nothing was significantly faster): nothing to verify")
+        return True
+    workload = S.Workload(seq_len=best.seq_len, batch=best.batch)
+    measure = S.MeasureSettings(min_seconds=args.min_time, warmup_seconds=min(0.3, args.min_time / 3))
+    runner = TrialRunner(model, machine, list(DEFAULT_EVAL_TEXTS), measure)
+    quiet = QuietRunner(runner, retries=args.noise_retries, wait_s=args.noise_wait)
+    reference = runner.reference(workload)
+    guard = Guard()
+    default = F.Candidate("default", default_config)
+    winner = F.Candidate("candidate", best.config, trial)
+
+    def run_one(candidate: F.Candidate, round_: int) -> S.TrialResult:
+        name = "winner " if candidate.role == "candidate" else "default"
+        result, _ = quiet.run(workload, candidate.config, reference, f"{name} round {round_ + 1}",
+                              replace(measure, prune_above_ms=None))
+        if result.status == S.OK and guard.check(model.task, result.accuracy):
+            result.status, result.reason = S.REJECTED, f"below the accuracy guard: {guard.check(model.task, result.accuracy)}"
+        stats = result.stats
+        store.record_replay(
+            trial.study_id, kind="verify", role=candidate.role, round=round_, config=candidate.config,
+            status=result.status, trial_id=trial.id if candidate.role == "candidate" else None, reason=result.reason,
+            median_ms=stats.get("median"), p90_ms=stats.get("p90"), p99_ms=stats.get("p99"),
+            n_samples=int(stats["n"]) if "n" in stats else None, samples_ms=result.samples_ms,
+            throughput=stats.get("throughput"), flags=result.flags or None, noise=result.noise or None,
+        )
+        if not args.quiet:
+            what = f"median {format_ms(stats.get('median'))} ms" if result.status == S.OK else \
+                f"{result.status}: {result.reason}"
+            flags = f" [{', '.join(result.flags)}]" if result.flags else ""
+            print(f"    round {round_ + 1} {name}: {what}{flags}", flush=True)
+        return result
+
+    F.remeasure([winner, default], args.rounds, run_one)
+    for candidate, name in ((winner, "winner "), (default, "default")):
+        medians = [r.stats["median"] for r in candidate.measured]
+        listed = " ".join(format_ms(m) for m in medians) or "-"
+        print(f"  {name} {len(candidate.measured)}/{len(candidate.runs)} runs measured, per-process medians {listed} ms")
+    if len(winner.measured) < 2 or len(default.measured) < 2:
+        print("  too few runs produced a result to state a speedup; see the reasons above", file=sys.stderr)
+        return False
+    today = F.compare(best.objective, default, winner, best.batch)
+    print(f"  speedup {today.describe()} over the stock default, "
+          f"{today.candidate_runs} vs {today.baseline_runs} fresh processes, interleaved")
+    if best.speedup is None:
+        print("  no speedup was stored with this winner, so there is nothing to compare")
+        return True
+    stored = f"{best.speedup:.2f}x"
+    if best.speedup_low is not None and best.speedup_high is not None:
+        stored += f" (95% CI {best.speedup_low:.2f}-{best.speedup_high:.2f})"
+    if today.contains(best.speedup):
+        print(f"  stored speedup {stored} lies within today's interval: it holds")
+        return True
+    print(f"warning: seq {best.seq_len}: the stored speedup {stored} no longer holds: today it is "
+          f"{today.describe()}; run `tuner auto --model {args.model}` again", file=sys.stderr)
+    return False
