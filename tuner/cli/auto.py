@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
                    help="fresh processes per finalist and for the default, interleaved (default 3, at least 3)")
     p.add_argument("--no-prune", action="store_true",
                    help="measure every trial in full (default: stop clearly slower ones after a short first measurement)")
+    p.add_argument("--skip-dominated", type=float, default=3.0, metavar="RATIO",
+                   help="structured search: after the warm start, do not run a backend whose every trial took "
+                        "RATIO x the best median (default 3; 0 runs every proposal)")
     p.add_argument("--prune-margin", type=float, default=0.5,
                    help="a short first measurement this much slower than the best so far is pruned (default 0.5 = 50%%)")
     p.add_argument("--noise-retries", type=int, default=1, metavar="N",
@@ -94,6 +97,8 @@ def build_options(args: argparse.Namespace):
         raise UserError("--finalists must be 0 (off) or more")
     if args.finalists and args.finalist_rounds < 3:
         raise UserError("--finalist-rounds must be at least 3: fewer fresh processes cannot show a significant speedup")
+    if args.skip_dominated < 0 or 0 < args.skip_dominated <= 1:
+        raise UserError("--skip-dominated must be above 1 (e.g. 3), or 0 to run every proposal")
     if args.prune_margin <= 0:
         raise UserError("--prune-margin must be positive, e.g. 0.5")
     if args.noise_retries < 0:
@@ -120,6 +125,7 @@ def build_options(args: argparse.Namespace):
         max_memory_mb=parse_size(args.max_memory) if args.max_memory else None,
         prune=not args.no_prune,
         prune_margin=args.prune_margin,
+        skip_dominated=args.skip_dominated,
         finalists=0 if args.objective == "pareto" else args.finalists,
         finalist_rounds=args.finalist_rounds,
         noise_retries=args.noise_retries,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -36,8 +37,12 @@ from tuner.trial.runner import TrialRunner
 
 # Statuses that do not consume the trial budget: a duplicate re-uses a measurement,
 # an interrupted trial is queued again.
-NOT_COUNTED = (S.DUPLICATE, S.INTERRUPTED)
+NOT_COUNTED = (S.DUPLICATE, S.INTERRUPTED, S.SKIPPED)
 MAX_CONSECUTIVE_DUPLICATES = 50
+# Structured search: a backend this much slower than the best is not run again when
+# its trials also cost this many times a typical trial (see Tuner._dominated).
+EXPENSIVE_SLOWDOWN = 1.5
+EXPENSIVE_COST = 4.0
 # Statuses with a measured latency that Optuna is told as a value (or, pruned, an
 # intermediate value).
 MEASURED = (S.OK, S.REJECTED, S.PRUNED)
@@ -70,6 +75,10 @@ class TuneOptions:
     noise_retries: int = 1  # re-runs of a trial timed while the machine was noisy
     noise_wait_s: float = 3.0  # how long a run waits for a busy machine to calm down
     record_best: bool = True  # False: a benchmark's study, which must not replace the stored winner
+    # Structured search, latency objectives: once the warm start has measured every
+    # backend, a proposal for a backend whose every measurement is at least this many
+    # times the best feasible median is not run (stored "skipped"; 0 disables).
+    skip_dominated: float = 3.0
 
 
 @dataclass
@@ -108,6 +117,12 @@ def space_objective(objective: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _wall_s(row) -> float:
+    if row.started_at is None or row.finished_at is None:
+        return 0.0
+    return (row.finished_at - row.started_at).total_seconds()
 
 
 class Tuner:
@@ -222,6 +237,11 @@ class Tuner:
                 if earlier is not None:
                     consecutive_duplicates += 1
                     self._record_duplicate(study, trial, record.id, config, earlier)
+                    continue
+                dominated = self._dominated(config, measured, len(first))
+                if dominated is not None:
+                    consecutive_duplicates += 1
+                    self._record_skipped(study, trial, record.id, config, *dominated)
                     continue
                 consecutive_duplicates = 0
                 threshold = pruner.threshold(study) if isinstance(pruner, BestSoFarPruner) else None
@@ -362,6 +382,52 @@ class Tuner:
         if below:
             return S.REJECTED, "; ".join(below), value
         return S.OK, None, value
+
+    def _dominated(self, config: dict, measured: dict, warm_start_size: int) -> tuple[str, float] | None:
+        """(why, the backend's best median) when ``config``'s backend is not worth a
+        process. Backends differ by several times, the knobs a search tunes within one
+        by far less (threads: up to the core count), so once the warm start has
+        measured every backend, a backend whose every trial took ``skip_dominated``
+        times the best feasible median cannot catch up; nor can one EXPENSIVE_SLOWDOWN
+        times slower whose trials cost EXPENSIVE_COST times a typical trial (a
+        torch.compile trial compiles for a minute): the budget goes where it can pay."""
+        opts = self.options
+        if (opts.strategy != "structured" or not opts.skip_dominated or opts.objective not in ("p50", "p90", "p99")
+                or len(measured) < warm_start_size):
+            return None
+        timed = [r for r in measured.values() if r.status in MEASURED and r.median_ms]
+        feasible = [r.median_ms for r in timed if r.status == S.OK]
+        own = [r for r in timed if r.config.get("backend") == config["backend"]]
+        if not feasible or not own:
+            return None
+        best, fastest_own = min(feasible), min(r.median_ms for r in own)
+        slowdown = fastest_own / best
+        cost = statistics.mean(_wall_s(r) for r in own) / max(statistics.median(_wall_s(r) for r in timed), 1e-3)
+        if slowdown >= opts.skip_dominated:
+            because = f"skipped from {opts.skip_dominated:g}x"
+        elif slowdown >= EXPENSIVE_SLOWDOWN and cost >= EXPENSIVE_COST:
+            because = f"and its trials cost {cost:.0f}x a typical one"
+        else:
+            return None
+        why = (f"not run: every {config['backend']} trial so far took at least {slowdown:.1f}x the best median "
+               f"({fastest_own:.2f} vs {best:.2f} ms; {because})")
+        return why, fastest_own
+
+    def _record_skipped(self, study, trial, study_id: int, config: dict, why: str, median_ms: float) -> None:
+        """Stored, and told to Optuna as pruned at its backend's best median, so the
+        sampler learns the region is slow without a process being started."""
+        from optuna.trial import TrialState
+
+        from tuner.search.pruning import FEASIBLE_ATTR, MEDIAN_ATTR
+
+        self.store.record_trial(study_id, trial.number, config=config, status=S.SKIPPED, reason=why,
+                                started_at=_now(), finished_at=_now())
+        trial.set_user_attr(MEDIAN_ATTR, median_ms)
+        trial.set_user_attr(FEASIBLE_ATTR, False)
+        trial.set_constraint("accuracy", 0.0)
+        trial.set_constraint("memory", 0.0)
+        trial.report(median_ms, 0)
+        study.tell(trial, state=TrialState.PRUNED)
 
     def _record_duplicate(self, study, trial, study_id: int, config: dict, earlier) -> None:
         self.store.record_trial(

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 # Every status a trial row may carry (see tuner.trial.spec for their meaning).
 TRIAL_STATUSES: tuple[str, ...] = (
     S.OK, S.REJECTED, S.INVALID, S.UNSUPPORTED, S.ERROR, S.CRASHED, S.TIMEOUT, S.INTERRUPTED, S.DUPLICATE,
-    S.PRUNED,
+    S.PRUNED, S.SKIPPED,
 )
 # Why a configuration was re-measured outside the search: as a finalist of a study,
 # by `tuner verify`, or as a further pass over a benchmark's grid

@@ -24,6 +24,7 @@ INVALID = "invalid"  # effective settings differ from the requested ones
 REJECTED = "rejected"  # measured, but below the accuracy guard
 INTERRUPTED = "interrupted"  # the tuner itself died during the trial
 DUPLICATE = "duplicate"  # same configuration as an earlier trial; result reused
+SKIPPED = "skipped"  # not run: its backend is far slower than the best so far (structured search)
 PRUNED = "pruned"  # stopped after its short first measurement: clearly slower than the best so far
 
 
