@@ -109,7 +109,8 @@ def compare(model_name: str, seq_lens: list[int], trials: int, rounds: int, db: 
 
             def tune(space: Any, seeds: list[dict[str, Any]]) -> dict[str, Any]:
                 options = TuneOptions(model=model_name, seq_lens=[seq_len], trials=trials, db_url=db, space=space,
-                                      seed_configs=seeds, finalists=0, measure=measure, seed=0)
+                                      seed_configs=seeds, finalists=0, measure=measure, seed=0,
+                                      record_best=False)  # a benchmark must not replace the stored winner
                 tuner = Tuner(options, progress=False)
                 try:
                     outcome = tuner.tune(seq_len, None)

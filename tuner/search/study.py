@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import statistics
 import sys
 import time
@@ -39,6 +40,9 @@ from tuner.trial.runner import TrialRunner
 # an interrupted trial is queued again.
 NOT_COUNTED = (S.DUPLICATE, S.INTERRUPTED, S.SKIPPED)
 MAX_CONSECUTIVE_DUPLICATES = 50
+# After this many proposals in a row that start no process (duplicates, skipped
+# backends), a random unmeasured configuration is queued (Tuner._enqueue_unexplored).
+EXPLORE_AFTER = 3
 # Structured search: a backend this much slower than the best is not run again when
 # its trials also cost this many times a typical trial (see Tuner._dominated).
 EXPENSIVE_SLOWDOWN = 1.5
@@ -216,6 +220,7 @@ class Tuner:
         deadline = time.monotonic() + budget_s if budget_s else None
         bar = self._progress_bar(workload, counted)
         consecutive_duplicates = 0
+        rng = random.Random(opts.seed)
         stop_reason = "trial budget reached"
         try:
             while True:
@@ -234,14 +239,15 @@ class Tuner:
                 config = self.space.sample(trial)
                 trial.set_user_attr("config", config)
                 earlier = measured.get(config_key(config))
-                if earlier is not None:
+                dominated = None if earlier is not None else self._dominated(config, measured, len(first))
+                if earlier is not None or dominated is not None:
                     consecutive_duplicates += 1
-                    self._record_duplicate(study, trial, record.id, config, earlier)
-                    continue
-                dominated = self._dominated(config, measured, len(first))
-                if dominated is not None:
-                    consecutive_duplicates += 1
-                    self._record_skipped(study, trial, record.id, config, *dominated)
+                    if earlier is not None:
+                        self._record_duplicate(study, trial, record.id, config, earlier)
+                    else:
+                        self._record_skipped(study, trial, record.id, config, *dominated)
+                    if consecutive_duplicates % EXPLORE_AFTER == 0:
+                        self._enqueue_unexplored(study, measured, len(first), rng)
                     continue
                 consecutive_duplicates = 0
                 threshold = pruner.threshold(study) if isinstance(pruner, BestSoFarPruner) else None
@@ -412,6 +418,19 @@ class Tuner:
         why = (f"not run: every {config['backend']} trial so far took at least {slowdown:.1f}x the best median "
                f"({fastest_own:.2f} vs {best:.2f} ms; {because})")
         return why, fastest_own
+
+    def _enqueue_unexplored(self, study, measured: dict, warm_start_size: int, rng: random.Random) -> None:
+        """Queue a random configuration not measured yet (of a backend still worth
+        running): a sampler that keeps proposing what it has measured has converged
+        on its model of the space, and without this the study would stop there, with
+        budget left and points unseen."""
+        backends = [b for b in self.space.backends
+                    if self._dominated({"backend": b}, measured, warm_start_size) is None]
+        for _ in range(200):
+            config = self.space.random_config(rng, backends or None)
+            if config_key(config) not in measured:
+                study.enqueue_trial(self.space.params_for(config))
+                return
 
     def _record_skipped(self, study, trial, study_id: int, config: dict, why: str, median_ms: float) -> None:
         """Stored, and told to Optuna as pruned at its backend's best median, so the

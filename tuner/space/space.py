@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+import random
 from typing import TYPE_CHECKING, Any, Iterator
 
 from tuner.errors import UserError
@@ -131,6 +132,15 @@ class Space:
         for dim in self._dimensions[backend]:
             if dim.active(config):
                 config[dim.name] = dim.suggest(trial)
+        return config
+
+    def random_config(self, rng: "random.Random", backends: list[str] | None = None) -> dict[str, Any]:
+        """A uniformly drawn point (per dimension) of one of ``backends`` (default: all)."""
+        backend = rng.choice(backends or self.backends)
+        config: dict[str, Any] = {"backend": backend}
+        for dim in self._dimensions[backend]:
+            if dim.active(config):
+                config[dim.name] = rng.choice(dim.values())
         return config
 
     def params_for(self, config: dict[str, Any]) -> dict[str, Any]:
