@@ -151,3 +151,15 @@ def test_differences_name_each_mismatch():
 def test_summary_is_a_few_lines():
     lines = summary(probe())
     assert lines[0].startswith("cpus ") and any(line.startswith("malloc: system") for line in lines)
+
+
+def test_malloc_of_a_statically_linked_interpreter_counts_as_the_system_allocator() -> None:
+    import os
+
+    from tuner.trial.probe import _kind_of
+
+    # Seen on a CUDA image whose python3.12 resolves malloc inside its own executable.
+    assert _kind_of(os.path.realpath("/proc/self/exe")) == "system"
+    assert _kind_of("/usr/lib/x86_64-linux-gnu/libc.so.6") == "system"
+    assert _kind_of("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2") == "jemalloc"
+    assert _kind_of("/opt/other/libmimalloc.so").startswith("other")

@@ -118,6 +118,10 @@ def _kind_of(path: str | None) -> str:
         return "tcmalloc"
     if name.startswith("libc.so") or name.startswith("libc-"):
         return "system"
+    if path and path == os.path.realpath("/proc/self/exe"):
+        # An interpreter that links its C library's malloc in statically (the Python
+        # of some CUDA images does): nothing was preloaded, so this is the system's.
+        return "system"
     return f"other ({path})" if path else "unknown"
 
 
