@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from cli_helpers import run_tuner
 
 
 @pytest.fixture
@@ -26,11 +27,7 @@ def env(tmp_path):
 
 
 def tuner(*args, env, timeout=600, check=True):
-    proc = subprocess.run([sys.executable, "-m", "tuner", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tuner {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_tuner(*args, env=env, timeout=timeout, check=check)
 
 
 # Short trials, no finalists, no noise re-runs or waits: these tests are about the flow;

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from cli_helpers import run_tuner
 
 from tuner.hardware import detect
 from tuner.trial.libraries import find
@@ -23,11 +24,7 @@ CHILD = ("import json, os; from tuner.trial.probe import probe; "
 
 
 def tuner(*args, env, timeout=120, check=True):
-    proc = subprocess.run([sys.executable, "-m", "tuner", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tuner {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_tuner(*args, env=env, timeout=timeout, check=check)
 
 
 def last_core() -> int:
@@ -65,6 +62,7 @@ def test_best_shell_prefix_is_the_same_launch(tiny_bert_dir, deploy_env, store_w
     db = store_winner(tiny_bert_dir, WINNER)
     prefix = tuner("best", "--model", str(tiny_bert_dir), "--db", db, "--format", "shell", env=deploy_env).stdout.strip()
     assert prefix.startswith(f"taskset -c {last_core()} env -u OMP_PROC_BIND -u OMP_PLACES -u OMP_WAIT_POLICY ")
+    # Through a shell on purpose: --format shell promises a prefix a shell can run as is.
     out = subprocess.run(f"{prefix} {sys.executable} -c \"{CHILD}\"", shell=True, capture_output=True, text=True,
                          env={**deploy_env, "OMP_PROC_BIND": "spread"}, check=True, timeout=120).stdout
     assert_winner_applied(json.loads(out))

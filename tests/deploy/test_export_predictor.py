@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from cli_helpers import run_tuner
 
 from tuner.trial.libraries import find
 
@@ -20,11 +21,7 @@ TORCH_WINNER = {"backend": "torch", "precision": "fp32", "threads": 1, "binding"
 
 
 def tuner(*args, env, timeout=300, check=True):
-    proc = subprocess.run([sys.executable, "-m", "tuner", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tuner {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_tuner(*args, env=env, timeout=timeout, check=check)
 
 
 def reference_embedding(model_dir, text: str, seq_len: int) -> np.ndarray:
