@@ -35,7 +35,6 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
 # The dimensions the reduced space keeps; every other one is fixed at its default.
@@ -50,23 +49,9 @@ class StopReplay(Exception):
 
 def reduced_space(machine: Any, objective: str = "p50") -> Any:
     """The real space of search_spaces/, with only BACKENDS and KEPT left free."""
-    from tuner.space import Space, load_space
+    from tuner.space import load_space
 
-    full = load_space(machine, backends=list(BACKENDS), objective=objective)
-    dims = {}
-    for backend in full.backends:
-        fixed = []
-        for dim in full.dimensions(backend):
-            if dim.name in KEPT:
-                fixed.append(dim)
-                continue
-            value = dim.default if dim.allows(dim.default) else dim.values()[0]
-            if dim.kind == "int":
-                fixed.append(replace(dim, low=int(value), high=int(value), step=1, default=value))
-            else:
-                fixed.append(replace(dim, choices=(value,), default=value))
-        dims[backend] = fixed
-    return Space(dims, full.pruned, full.default_backend)
+    return load_space(machine, backends=list(BACKENDS), objective=objective).restricted(KEPT)
 
 
 def measure_grid(args: argparse.Namespace, space: Any) -> tuple[list[Any], Any]:
@@ -89,13 +74,19 @@ def measure_grid(args: argparse.Namespace, space: Any) -> tuple[list[Any], Any]:
     try:
         name = tuner.study_name(S.Workload(seq_len=args.seq_len))
         wanted = {config_key(c) for c in grid}
-        for stored in _stored_grids(tuner, name, args.any_software):
+        for stored in _stored_grids(tuner, name, args.any_software, args.grid_study):
             rows = [t for t in tuner.store.trials(stored.id) if t.status not in NOT_COUNTED]
             if {config_key(t.config) for t in rows} >= wanted:
-                if stored.optuna_study_name != name:
+                rows = [t for t in rows if config_key(t.config) in wanted]
+                if args.grid_study is not None:
+                    print(f"# the grid of study {stored.id}: {stored.optuna_study_name}", file=sys.stderr)
+                elif stored.optuna_study_name != name:
                     print(f"# the grid of study {stored.id} was measured with other library versions "
                           f"(software fingerprint of machine {stored.fingerprint}): --any-software", file=sys.stderr)
                 return rows, tuner.machine  # cached: nothing to measure, no need for the machine
+            if args.grid_study is not None:
+                raise SystemExit(f"study {stored.id} does not hold every point of this grid; "
+                                 "drop --grid-study to measure the grid")
         # Measuring is a study like any other: one per machine at a time.
         with MachineLock(wait=True, what="benchmarks/search_efficiency.py"):
             outcome = tuner.tune(args.seq_len, None)
@@ -104,10 +95,17 @@ def measure_grid(args: argparse.Namespace, space: Any) -> tuple[list[Any], Any]:
         tuner.close()
 
 
-def _stored_grids(tuner: Any, name: str, any_software: bool) -> list[Any]:
+def _stored_grids(tuner: Any, name: str, any_software: bool, study_id: int | None = None) -> list[Any]:
     """The stored study of this grid; with ``any_software`` also the same grid measured
-    on this hardware under other library versions (another machine fingerprint)."""
+    on this hardware under other library versions (another machine fingerprint); with
+    ``study_id`` that study only (an earlier measurement of the same grid, whose space
+    differed only in defaults the grid does not keep)."""
     studies = tuner.store.studies()
+    if study_id is not None:
+        chosen = [s for s in studies if s.id == study_id]
+        if not chosen:
+            raise SystemExit(f"no study {study_id} in the store; `tuner history` lists them")
+        return chosen
     exact = [s for s in studies if s.optuna_study_name == name]
     if not any_software:
         return exact
@@ -180,7 +178,7 @@ class GridPoint:
 class ReplayRunner:
     """Answers a study's trials from the measured grid (see the module docstring)."""
 
-    def __init__(self, rows: dict[str, Any], optimum: float, seed: int, top: int = 1) -> None:
+    def __init__(self, rows: dict[str, Any], optimum: float, seed: int, top: int = 1, trace: bool = False) -> None:
         import numpy as np
 
         from tuner.trial import spec as S
@@ -195,12 +193,13 @@ class ReplayRunner:
         self.seconds = 0.0
         self.observed: list[tuple[float, float]] = []  # (observed median, true median) of feasible trials
         self.reached: tuple[int, float] | None = None
+        self.trace = trace
 
     def reference(self, workload: Any) -> str:
         return ""
 
     def run(self, workload: Any, config: dict, reference: Any) -> tuple[Any, Any]:
-        from tuner.search.study import config_key
+        from tuner.search.study import config_key, describe_config
         from tuner.trial import spec as S
         from tuner.trial.launch import RuntimePlan
         from tuner.trial.measure import summarize
@@ -222,11 +221,17 @@ class ReplayRunner:
         timed_s = timings.get("measure_s", 0.0) - timings.get("warmup_s", 0.0)
         effective = {k: v for k, v in (row.effective or {}).items() if k in ("cpus", "threads")}
         if threshold is not None and summarize(short)["median"] > threshold:
+            if self.trace:
+                print(f"    {self.trials:3d} pruned   short    {summarize(short)['median']:7.3f} true {point.median:7.3f} ms  "
+                      f"{describe_config(config)}", file=sys.stderr)
             self.seconds += wall - timed_s + max(self.measure.short_seconds, sum(short) / 1000.0)
             return S.TrialResult(status=S.PRUNED, samples_ms=short, stats=summarize(short), accuracy=row.accuracy or {},
                                  effective=effective, peak_rss_mb=row.peak_rss_mb), RuntimePlan()
         self.seconds += wall
         stats = summarize(samples)
+        if self.trace:
+            print(f"    {self.trials:3d} {row.status:<8} observed {stats['median']:7.3f} true {point.median:7.3f} ms  "
+                  f"{describe_config(config)}", file=sys.stderr)
         if row.status == S.OK:
             self.observed.append((stats["median"], point.median))
             leaders = sorted(self.observed)[: self.top]
@@ -244,7 +249,7 @@ def replay(args: argparse.Namespace, space: Any, rows: dict[str, Any], optimum: 
 
     from tuner.search.study import Tuner, TuneOptions
 
-    runner = ReplayRunner(rows, optimum, seed, args.top)
+    runner = ReplayRunner(rows, optimum, seed, args.top, args.trace)
     options = TuneOptions(
         model=args.model, seq_lens=[args.seq_len], trials=len(rows), db_url=":memory:", space=space,
         strategy=strategy, seed=seed, finalists=0, noise_check=False, noise_retries=0, record_best=False,
@@ -281,6 +286,9 @@ def main() -> int:
     parser.add_argument("--grid-only", action="store_true", help="measure (or complete) the grid, then stop")
     parser.add_argument("--any-software", action="store_true",
                         help="reuse a grid measured on this hardware under other library versions")
+    parser.add_argument("--grid-study", type=int, default=None, metavar="ID",
+                        help="replay against this stored study's grid (an earlier measurement of the same points)")
+    parser.add_argument("--trace", action="store_true", help="print every replayed trial (observed and true medians)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write every replay's figures to FILE")

@@ -235,6 +235,8 @@ class Tuner:
                 if consecutive_duplicates >= MAX_CONSECUTIVE_DUPLICATES:
                     stop_reason = "the sampler only proposes measured configurations"
                     break
+                if opts.strategy == "structured" and counted >= len(first):
+                    self._enqueue_local(study, measured)
                 trial = study.ask()
                 config = self.space.sample(trial)
                 trial.set_user_attr("config", config)
@@ -418,6 +420,26 @@ class Tuner:
         why = (f"not run: every {config['backend']} trial so far took at least {slowdown:.1f}x the best median "
                f"({fastest_own:.2f} vs {best:.2f} ms; {because})")
         return why, fastest_own
+
+    def _enqueue_local(self, study, measured: dict) -> None:
+        """Structured search after the warm start: queue the local search's next
+        configuration (tuner.search.strategy.next_local) unless one is queued already;
+        when it has none left, TPE proposes."""
+        from optuna.trial import TrialState
+
+        from tuner.search.strategy import next_local
+
+        objective = self.options.objective
+        if objective == "pareto" or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return
+        feasible = [r for r in measured.values() if r.status == S.OK and r.value is not None
+                    and self._dominated(r.config, measured, 0) is None]
+        feasible.sort(key=lambda r: r.value, reverse=objectives.direction(objective) == "maximize")
+        done = [(r.config, r.status, r.value if r.status in (S.OK, S.REJECTED) else None) for r in measured.values()]
+        config = next_local(self.space, [(r.config, r.value) for r in feasible], done, config_key,
+                            lambda a, b: objectives.better(objective, a, b))
+        if config is not None:
+            study.enqueue_trial(self.space.params_for(config))
 
     def _enqueue_unexplored(self, study, measured: dict, warm_start_size: int, rng: random.Random) -> None:
         """Queue a random configuration not measured yet (of a backend still worth

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 import random
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -163,6 +163,24 @@ class Space:
             if dim.active(config):
                 config[dim.name] = dim.default if dim.allows(dim.default) else dim.values()[0]
         return config
+
+    def restricted(self, free: set[str] | tuple[str, ...]) -> "Space":
+        """This space with only the dimensions named in ``free`` left free, every other
+        one fixed at its default (a benchmark's reduced but real space)."""
+        dims = {}
+        for backend, own in self._dimensions.items():
+            fixed = []
+            for dim in own:
+                if dim.name in free:
+                    fixed.append(dim)
+                    continue
+                value = dim.default if dim.allows(dim.default) else dim.values()[0]
+                if dim.kind == "int":
+                    fixed.append(replace(dim, low=int(value), high=int(value), step=1, default=value))
+                else:
+                    fixed.append(replace(dim, choices=(value,), default=value))
+            dims[backend] = fixed
+        return Space(dims, self.pruned, self.default_backend, self.notes)
 
     # --- checking ---------------------------------------------------------------
 

