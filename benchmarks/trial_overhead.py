@@ -11,7 +11,10 @@ check, then a fresh worker process under its binding. Per trial:
     start    = process start, interpreter and worker imports, result pipe (wall - worker_s)
 
 and the worker's own phases (artifact lookup, backend load, inputs, accuracy,
-warm-up). The configurations run interleaved, round by round. With
+warm-up). The configurations run interleaved, round by round. The stock default
+runs twice per round: started cold, and forked by a fork server that imported torch
+and transformers once (tuner.trial.forkserver, what `tuner auto` does; the server's
+own start is paid in the untimed first run and printed). With
 ``--compare-input-cache`` each configuration also runs, in the same rounds, right
 after the tokenized-input cache is removed: what a trial cost before the worker
 cached its inputs (it then imports transformers to tokenize).
@@ -25,8 +28,10 @@ import statistics
 import sys
 import time
 
+FORKED = " [fork server]"
 CONFIGS = [
     ("torch fp32 (stock default)", None),
+    ("torch fp32 (stock default)" + FORKED, None),
     ("onnxruntime fp32", {"backend": "onnxruntime", "precision": "fp32", "graph": "unfused"}),
     ("onnxruntime int8 per-channel", {"backend": "onnxruntime", "precision": "int8", "graph": "unfused",
                                       "quant_granularity": "per_channel", "reduce_range": False}),
@@ -53,6 +58,7 @@ def main() -> int:
     from tuner.search.study import describe_config
     from tuner.space import load_space
     from tuner.trial import spec as S
+    from tuner.trial.forkserver import ForkServers
     from tuner.trial.runner import TrialRunner
 
     model = resolve_model(args.model)
@@ -65,28 +71,37 @@ def main() -> int:
         configs = [(n + suffix, c) for n, c in configs for suffix in ("", UNCACHED)]
     measure = S.MeasureSettings(min_seconds=args.min_time, warmup_seconds=min(0.3, args.min_time / 3))
     runner = TrialRunner(model, machine, list(DEFAULT_EVAL_TEXTS), measure)
+    forked = TrialRunner(model, machine, list(DEFAULT_EVAL_TEXTS), measure, servers=ForkServers())
+    runners = {name: forked if FORKED in name else runner for name, _ in configs}
     workload = S.Workload(seq_len=args.seq_len)
     print(f"# {machine.cpu.model_name}, {len(machine.available_cpus)} CPUs, {model.model_id}, seq {args.seq_len}, "
           f"{args.trials} trials each, load average {', '.join(f'{v:.2f}' for v in __import__('os').getloadavg())}",
           file=sys.stderr)
     rows: dict[str, list[dict[str, float]]] = {name: [] for name, _ in configs}
-    with MachineLock(wait=True, what="benchmarks/trial_overhead.py"):
-        reference = runner.reference(workload)
-        for name, config in configs:  # the first trial of a study: conversion, references, inputs
-            result, _ = runner.run(workload, config, reference)
-            if result.status != S.OK:
-                raise SystemExit(f"{name}: {result.status}: {result.reason}")
-            print(f"  warm: {name}: {describe_config(config)}", file=sys.stderr)
-        measure_rounds(args, configs, runner, workload, reference, rows)
+    try:
+        with MachineLock(wait=True, what="benchmarks/trial_overhead.py"):
+            reference = runner.reference(workload)
+            for name, config in configs:  # the first trial of a study: conversion, references, inputs
+                t0 = time.perf_counter()
+                result, _ = runners[name].run(workload, config, reference)
+                if result.status != S.OK:
+                    raise SystemExit(f"{name}: {result.status}: {result.reason}")
+                server = " (the fork server's start included)" if FORKED in name else ""
+                print(f"  warm: {name}: {time.perf_counter() - t0:.1f} s{server}: {describe_config(config)}",
+                      file=sys.stderr)
+            measure_rounds(args, configs, runners, workload, reference, rows)
+    finally:
+        forked.close()
     return print_table(args, configs, rows)
 
 
-def measure_rounds(args, configs, runner, workload, reference, rows) -> None:
+def measure_rounds(args, configs, runners, workload, reference, rows) -> None:
     from tuner.trial import spec as S
     from tuner.trial.noise import check_machine
 
     for round_ in range(args.trials):
         for name, config in configs:
+            runner = runners[name]
             if name.endswith(UNCACHED):
                 shutil.rmtree(runner.cache_dir / "inputs", ignore_errors=True)
             t0 = time.perf_counter()
@@ -96,6 +111,8 @@ def measure_rounds(args, configs, runner, workload, reference, rows) -> None:
             wall = time.perf_counter() - t0
             if result.status != S.OK:
                 raise SystemExit(f"{name}: {result.status}: {result.reason}")
+            if (result.effective.get("start") == "forked") != (FORKED in name):
+                raise SystemExit(f"{name}: the worker started {result.effective.get('start')}")
             timings = result.timings
             timed = timings["measure_s"] - timings.get("warmup_s", 0.0)
             rows[name].append({

@@ -15,7 +15,7 @@ from tuner.errors import UserError
 if TYPE_CHECKING:
     from tuner.backends.base import Backend
 
-__all__ = ["backend_names", "get_backend", "unavailable_reason"]
+__all__ = ["backend_names", "get_backend", "preload_modules", "unavailable_reason"]
 
 # name -> (module, class, top-level modules it needs to run)
 _REGISTRY: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -44,6 +44,23 @@ _REGISTRY: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ("onnxruntime", "onnx", "torch", "transformers"),
     ),
 }
+
+
+# Backends whose trials a fork server starts with the imports done
+# (tuner.trial.forkserver): importing torch and transformers' model class is most of
+# their fixed cost (about 10 s here); an ONNX Runtime or OpenVINO trial with its
+# artifact cached imports neither and starts in about a second anyway.
+_FORK_SERVED = ("torch", "torchscript", "torch_compile", "torch_cuda", "ipex")
+
+
+def preload_modules(name: str, model_path: str) -> list[str]:
+    """What a fork server imports for ``name``'s trials of the model at ``model_path``
+    (empty: its trials start cold): what the torch family shares (torch), then the
+    model's transformers class ("model:<path>"). The same list for every torch-family
+    backend, so their trials share a server when they start alike."""
+    if name not in _FORK_SERVED:
+        return []
+    return ["tuner.backends._torch_common", f"model:{model_path}"]
 
 
 def backend_names() -> list[str]:

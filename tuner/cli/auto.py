@@ -43,6 +43,9 @@ def add_parser(subparsers) -> None:
                    help="re-run a trial timed while other processes used its CPUs, up to N times (default 1)")
     p.add_argument("--noise-wait", type=float, default=3.0, metavar="SECONDS",
                    help="before a trial, wait up to this long for a busy machine to calm down (default 3; 0: never)")
+    p.add_argument("--cold-start", action="store_true",
+                   help="start every trial's worker cold (default: torch-family trials are forked by a server "
+                        "that has imported torch and transformers, started exactly as the worker would be)")
     p.add_argument("--eval-text", type=Path, default=None, metavar="FILE",
                    help="your own accuracy-guard sentences, one per line (default: a built-in diverse set)")
     p.add_argument("--min-cosine", type=float, default=0.99, help="guard: mean embedding cosine to fp32 (default 0.99)")
@@ -130,6 +133,7 @@ def build_options(args: argparse.Namespace):
         finalist_rounds=args.finalist_rounds,
         noise_retries=args.noise_retries,
         noise_wait_s=args.noise_wait,
+        fork_servers=not args.cold_start,
     )
 
 
@@ -195,6 +199,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with MachineLock(wait=args.wait, what=f"tuner auto --model {args.model}"):
             tuner.run(on_outcome=print_outcome)
+        servers = getattr(tuner.runner, "servers", None)
+        if servers is not None and servers.started:
+            print(f"fork servers: {servers.started} started, {servers.reused} torch-family trials forked from a "
+                  "running one (`--cold-start` to start every worker cold)")
     finally:
         tuner.close()
     return 0

@@ -83,6 +83,9 @@ class TuneOptions:
     # backend, a proposal for a backend whose every measurement is at least this many
     # times the best feasible median is not run (stored "skipped"; 0 disables).
     skip_dominated: float = 3.0
+    # Torch-family trials forked by preloaded fork servers (tuner.trial.forkserver);
+    # False: every worker starts cold.
+    fork_servers: bool = True
 
 
 @dataclass
@@ -166,8 +169,12 @@ class Tuner:
             self.machine.software_fingerprint,
             self.machine.hostname,
         )
-        self.runner = runner or TrialRunner(
-            self.model, self.machine, self.eval_texts, options.measure, options.trial_timeout_s)
+        if runner is None:
+            from tuner.trial.forkserver import ForkServers
+
+            runner = TrialRunner(self.model, self.machine, self.eval_texts, options.measure, options.trial_timeout_s,
+                                 servers=ForkServers() if options.fork_servers else None)
+        self.runner = runner
         self.optuna_storage: Any = None  # None: Optuna's tables in the store's database
         self.quiet = QuietRunner(self.runner, options.noise_check, options.noise_retries, self._warn,
                                  options.noise_wait_s)
@@ -646,4 +653,6 @@ class Tuner:
         return outcomes
 
     def close(self) -> None:
+        if hasattr(self.runner, "close"):
+            self.runner.close()  # its fork servers
         self.store.close()

@@ -6,6 +6,8 @@ into the tuner's own process (the plan: tuner.trial.plan). The parent blocks on 
 workers' pipes with a deadline (no busy wait) and kills each whole process group
 when it passes. Several workers can run at once (a throughput trial's instances);
 then each waits at a barrier after its warm-up, so all measure the same window.
+A single worker may instead be forked by a fork server started exactly as the
+worker would be, with its heavy imports done (tuner.trial.forkserver).
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from tuner.trial.plan import RuntimePlan  # noqa: F401  (re-exported: callers import it from here)
 from tuner.trial.spec import CRASHED, TIMEOUT, TrialResult, TrialSpec
+
+if TYPE_CHECKING:
+    from tuner.trial.forkserver import ForkServers
 
 STDERR_TAIL_CHARS = 4000
 
@@ -42,7 +48,7 @@ def _signal_name(number: int) -> str:
 
 @dataclass
 class _Running:
-    proc: subprocess.Popen
+    proc: Any  # subprocess.Popen, or a forkserver.RemoteWorker
     result_fd: int
     ready_fd: int | None
     result: bytearray = field(default_factory=bytearray)
@@ -51,9 +57,39 @@ class _Running:
     result_closed: bool = False  # the worker finished writing its result
 
 
-def run_worker(spec: TrialSpec, plan: RuntimePlan, timeout_s: float, python: str | None = None) -> TrialResult:
-    """Run one trial in a fresh process group; never raises for a failed trial."""
-    return run_workers([spec], [plan], timeout_s, python)[0]
+def run_worker(spec: TrialSpec, plan: RuntimePlan, timeout_s: float, python: str | None = None,
+               servers: "ForkServers | None" = None, preload: list[str] | None = None) -> TrialResult:
+    """Run one trial in a fresh process group; never raises for a failed trial.
+    With ``servers`` and modules to ``preload``, the process is forked by the fork
+    server of this exact start (started on first use); a cold start when none can."""
+    if not servers or not preload:
+        return run_workers([spec], [plan], timeout_s, python)[0]
+    if plan.prefix and shutil.which(plan.prefix[0]) is None:
+        return TrialResult(status=CRASHED, reason=f"{plan.prefix[0]} is not installed")
+    python = python or sys.executable
+    server = servers.get(python, list(plan.prefix), plan.environment(os.environ), preload)
+    running = _fork(server, spec) if server is not None else None
+    if running is None:
+        running = _start(spec, plan, python, None)
+    timed_out = _collect([running], None, timeout_s)[0]
+    return _result_of(running, timed_out, timeout_s)
+
+
+def _fork(server: Any, spec: TrialSpec) -> "_Running | None":
+    """The worker forked by ``server``; None when the server cannot (it is closed)."""
+    read_fd, write_fd = os.pipe()
+    output_read, output_write = os.pipe()
+    try:
+        proc = server.fork(spec.to_json(), write_fd, output_write)
+    except OSError:
+        os.close(read_fd)
+        os.close(output_read)
+        return None
+    finally:
+        os.close(write_fd)
+        os.close(output_write)
+    proc.stdout = os.fdopen(output_read, "rb", buffering=0)
+    return _Running(proc, read_fd, None)
 
 
 def run_workers(
@@ -201,7 +237,7 @@ def _result_of(r: _Running, timed_out: bool, timeout_s: float) -> TrialResult:
     return TrialResult(status=CRASHED, reason=reason, stderr_tail=tail)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: Any) -> None:
     """Kill the worker's whole group: a timed-out trial, or strays left behind."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -47,6 +47,11 @@ def remember_start(keep_first: bool = False) -> None:
     _start["cpus"] = sorted(os.sched_getaffinity(0))
 
 
+def start_cpus() -> list[int]:
+    """The mask remember_start() read (the current one if it was not called)."""
+    return list(_start.get("cpus") or sorted(os.sched_getaffinity(0)))
+
+
 def mapped_libraries(maps_text: str) -> dict[str, str]:
     """Tracked library name -> path of the first mapping found."""
     found: dict[str, str] = {}

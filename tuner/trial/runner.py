@@ -16,6 +16,7 @@ from pathlib import Path
 from tuner import paths
 from tuner.errors import UserError
 from tuner.trial import spec as S
+from tuner.trial.forkserver import ForkServers
 from tuner.trial.launch import RuntimePlan, run_worker, run_workers
 from tuner.trial.libraries import MissingLibraryError
 from tuner.trial.plan import plan_instances, threads_per_instance
@@ -34,6 +35,13 @@ class TrialRunner:
     measure: S.MeasureSettings = field(default_factory=S.MeasureSettings)
     timeout_s: float = 600.0
     cache_dir: Path = field(default_factory=paths.cache_dir)
+    # Fork servers for backends with heavy imports (None: every worker starts cold);
+    # the owner closes them (close()).
+    servers: ForkServers | None = None
+
+    def close(self) -> None:
+        if self.servers is not None:
+            self.servers.close()
 
     def _spec(self, workload: S.Workload, config: dict, reference: str | None, mode: str = "trial") -> S.TrialSpec:
         return S.TrialSpec(
@@ -95,7 +103,11 @@ class TrialRunner:
             results = run_workers(specs, plans, self.timeout_s, python, synchronized=True)
             verified = [verify(r, p) for r, p in zip(results, plans)]
             return combine(verified, workload.batch), plans[0]
-        return verify(run_worker(specs[0], plans[0], self.timeout_s, python), plans[0]), plans[0]
+        from tuner.backends import preload_modules
+
+        preload = preload_modules(config["backend"], self.model.path) if self.servers is not None else []
+        result = run_worker(specs[0], plans[0], self.timeout_s, python, self.servers, preload)
+        return verify(result, plans[0]), plans[0]
 
 
 def verify(result: S.TrialResult, plan: RuntimePlan) -> S.TrialResult:

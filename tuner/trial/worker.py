@@ -32,7 +32,7 @@ from tuner.errors import UnsupportedConfigError
 from tuner.trial import accuracy
 from tuner.trial.measure import measure, stability_flags, summarize
 from tuner.trial.noise import InterferenceMeter
-from tuner.trial.probe import probe, remember_start
+from tuner.trial.probe import probe, remember_start, start_cpus
 from tuner.trial.spec import ERROR, OK, PRUNED, UNSUPPORTED, TrialResult, TrialSpec
 
 if TYPE_CHECKING:
@@ -197,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result-fd", type=int, required=True)
     parser.add_argument("--ready-fd", type=int, default=None, help="throughput instances: the start barrier")
     parser.add_argument("--go-fd", type=int, default=None)
+    parser.add_argument("--forked", action="store_true", help="forked by a fork server (tuner.trial.forkserver)")
     args = parser.parse_args(argv)
-    remember_start()  # the CPU mask the binding gave, before any OpenMP runtime pins this thread
-    _START_CPUS[:] = sorted(os.sched_getaffinity(0))
+    # The CPU mask the binding gave, before any OpenMP runtime pins this thread (a
+    # worker forked by a fork server inherits the mask its server read at start).
+    remember_start(keep_first=True)
+    _START_CPUS[:] = start_cpus()
     started = time.perf_counter()
     try:
         spec = TrialSpec.from_json(sys.stdin.read())
@@ -215,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         result = TrialResult(status=ERROR, reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
     result.timings["worker_s"] = time.perf_counter() - started
+    if result.effective:
+        result.effective["start"] = "forked" if args.forked else "cold"
+        result.effective["pid"] = os.getpid()
     with os.fdopen(args.result_fd, "w") as channel:
         channel.write(result.to_json())
     return 0
