@@ -34,6 +34,8 @@ def describe(best: BestConfig, instance: int | None = None) -> list[str]:
     slots = best.instances or [(best.prefix, best.env)]
     chosen = range(len(slots)) if instance is None else [instance]
     lines = [f"winner for seq {best.seq_len}, batch {best.batch} ({best.objective}): {describe_config(best.config)}"]
+    if best.python:
+        lines.append(f"interpreter: {best.python} (the backend's own environment)")
     for i in chosen:
         prefix, env = slots[i]
         head = f"instance {i + 1}/{len(slots)} " if len(slots) > 1 else ""
@@ -52,10 +54,37 @@ def _check_command(command: list[str]) -> None:
         raise UserError(f"command not found: {command[0]} (not on PATH)")
 
 
+# Commands that name "a Python": the winner's own environment's interpreter replaces them.
+_PYTHONS = ("python", "python3", f"python3.{sys.version_info.minor}")
+
+
+def with_interpreter(best: BestConfig, command: list[str]) -> list[str]:
+    """``command`` with ``python`` (or python3, or this tuner's interpreter) replaced by
+    the interpreter of the winner's environment, for a backend that lives in one (IPEX,
+    ONNX Runtime's OpenVINO provider). Any other command is refused: it could not load
+    the winner."""
+    from tuner.envs import env_for_backend
+
+    backend = best.config.get("backend")
+    if not isinstance(backend, str) or env_for_backend(backend) is None:
+        return command
+    if best.python is None:
+        raise UserError(f"the winner runs on {backend}, whose environment is not ready: {'; '.join(best.notes)}")
+    if command[0] in _PYTHONS or os.path.realpath(shutil.which(command[0]) or command[0]) == os.path.realpath(
+            sys.executable):
+        return [best.python, *command[1:]]
+    raise UserError(
+        f"the winner runs on {backend}, which needs the interpreter of its own environment ({best.python}); "
+        f"start your program with python (tuner launch replaces it), e.g. `tuner launch --model {best.model} "
+        f"--seq-len {best.seq_len} -- python -m uvicorn server:app`"
+    )
+
+
 def launch(best: BestConfig, command: list[str], instance: int | None = None, verbose: bool = False) -> int:
     """Exec ``command`` under ``best`` (never returns), or for several instances run
     them and return the exit code."""
     _check_command(command)
+    command = with_interpreter(best, command)
     slots = best.instances or [(best.prefix, best.env)]
     if instance is not None and not 0 <= instance < len(slots):
         raise UserError(f"--instance {instance}: the winner runs {len(slots)} instance(s), numbered 0..{len(slots) - 1}")

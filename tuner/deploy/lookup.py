@@ -38,6 +38,9 @@ class BestConfig:
     # and whether it excludes 1 (None: not re-measured).
     speedup_ci: tuple[float, float] | None = None
     significant: bool | None = None
+    # The interpreter the winner's backend needs when it lives in its own environment
+    # (ipex, onnxruntime_openvino: tuner.envs); None: any interpreter of this tuner.
+    python: str | None = None
 
     def describe_speedup(self) -> str:
         """"2.31x (95% CI 2.20-2.43)", or what is known."""
@@ -54,7 +57,7 @@ class BestConfig:
             "speedup_ci95": list(self.speedup_ci) if self.speedup_ci else None, "significant": self.significant,
             "default_median_ms": self.default_median_ms,
             "launch": {
-                "prefix": self.prefix, "env": self.env, "unset": self.unset, "notes": self.notes,
+                "prefix": self.prefix, "env": self.env, "unset": self.unset, "notes": self.notes, "python": self.python,
                 "instances": [{"prefix": p, "env": e} for p, e in self.instances],
             },
         }
@@ -84,12 +87,15 @@ def model_key(model: str) -> str:
 
 
 def deploy_env(config: dict[str, Any], plan_env: dict[str, str], model_hash: str, seq_len: int,
-               instance: int, instances: int) -> dict[str, str]:
+               instance: int, instances: int, model_path: str | None = None) -> dict[str, str]:
     """The plan's variables plus what tells ``tuner.load_best`` inside the launched
-    process which configuration it runs under (so it needs no database)."""
+    process which configuration it runs under (so it needs no database) and where the
+    model is (a backend's own environment may not have the model's package)."""
     env = dict(plan_env)
     env["TUNER_CONFIG"] = json.dumps(config, sort_keys=True)
     env["TUNER_MODEL_HASH"] = model_hash
+    if model_path:
+        env["TUNER_MODEL_PATH"] = model_path
     env["TUNER_SEQ_LEN"] = str(seq_len)
     if instances > 1:
         env["TUNER_INSTANCE"] = str(instance)
@@ -101,12 +107,18 @@ def best_configs(
     model: str, seq_len: int | None = None, batch: int = 1, objective: str = "p50", db_url: str | None = None,
 ) -> list[BestConfig]:
     """Every stored winner for ``model`` on this machine (one per workload)."""
+    from tuner.envs import worker_python
     from tuner.hardware import detect
+    from tuner.model import resolve_model
     from tuner.store import Store
     from tuner.trial.libraries import MissingLibraryError
     from tuner.trial.plan import plan_instances
 
     machine = detect()
+    try:
+        model_path: str | None = resolve_model(model).path
+    except ModelNotFoundError:
+        model_path = None
     store = Store.open(db_url)
     try:
         rows = store.best(machine.fingerprint, model_key(model), seq_len=seq_len, batch=batch, objective=objective)
@@ -122,20 +134,25 @@ def best_configs(
         except ValueError as exc:
             raise UserError(f"the winner for {model} at seq {row.seq_len} cannot run here: {exc}; "
                             f"run `tuner auto --model {model}` again") from None
+        try:
+            python = worker_python(row.config)
+            env_notes: list[str] = []
+        except UserError as exc:  # its environment is gone: shown, and launch refuses
+            python, env_notes = None, [str(exc)]
         model_hash = row.content_hash
         per_instance = [
-            (p.prefix, deploy_env(row.config, p.env, model_hash, row.seq_len, p.instance, p.instances))
+            (p.prefix, deploy_env(row.config, p.env, model_hash, row.seq_len, p.instance, p.instances, model_path))
             for p in plans
         ]
         found.append(BestConfig(
             model=model, seq_len=row.seq_len, batch=row.batch, objective=row.objective, config=row.config,
             metrics=row.metrics, speedup=row.speedup, default_median_ms=row.default_median_ms,
             prefix=per_instance[0][0], env=per_instance[0][1], unset=plans[0].unset,
-            notes=[n for p in plans for n in p.notes], model_hash=model_hash,
+            notes=[n for p in plans for n in p.notes] + env_notes, model_hash=model_hash,
             instances=per_instance if len(plans) > 1 else [],
             speedup_ci=(row.speedup_low, row.speedup_high) if row.speedup_low is not None
             and row.speedup_high is not None else None,
-            significant=row.significant,
+            significant=row.significant, python=python,
         ))
     return sorted(found, key=lambda b: b.seq_len)
 

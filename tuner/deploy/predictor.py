@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,40 @@ def _config_from_launch(model_hash: str, seq_len: int | None) -> tuple[dict[str,
         return None
 
 
+def _launched_model(model: str) -> "ModelRef":
+    """``model`` resolved here; in a process `tuner launch` started, the folder it names
+    when the name does not resolve (a backend's own environment lacks the model's
+    package), checked against the launched model's hash."""
+    from tuner.errors import ModelNotFoundError
+    from tuner.model import resolve_model
+
+    try:
+        return resolve_model(model)
+    except ModelNotFoundError:
+        path, expected = os.environ.get("TUNER_MODEL_PATH"), os.environ.get("TUNER_MODEL_HASH")
+        if not path or not expected:
+            raise
+        ref = resolve_model(path)
+        if ref.content_hash != expected:
+            raise
+        return ref
+
+
+def _check_interpreter(model: str, config: dict[str, Any], seq_len: int) -> None:
+    """A winner whose backend lives in its own environment loads only in that
+    environment's interpreter: say which, and how to start in it."""
+    from tuner.envs import worker_python
+
+    python = worker_python(config)  # UserError when the environment is not ready
+    if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
+        return
+    raise UserError(
+        f"the winner for {model} at seq {seq_len} runs on {config['backend']}, which lives in its own environment: "
+        f"load it in {python}, not {sys.executable} (`tuner launch --model {model} --seq-len {seq_len} -- python "
+        "your_program.py` starts your program there)"
+    )
+
+
 def load_best(
     model: str,
     seq_len: int | None = None,
@@ -117,7 +152,7 @@ def load_best(
 
     if check_runtime:
         probe.remember_start(keep_first=True)  # before a runtime can pin this thread
-    ref = resolve_model(model)
+    ref = _launched_model(model)
     launched = _config_from_launch(ref.content_hash, seq_len)
     if launched is not None:
         config, tuned_len = launched
@@ -129,6 +164,7 @@ def load_best(
         threads = threads_per_instance(config, machine)
     except ValueError as exc:
         raise UserError(f"the tuned configuration of {model} cannot run here: {exc}") from None
+    _check_interpreter(model, config, tuned_len)
     backend = get_backend(config["backend"])
     run_config = {**config, "threads": threads}
     cache = ArtifactCache(paths.cache_dir() / "artifacts")
