@@ -49,8 +49,11 @@ _REGISTRY: dict[str, tuple[str, str, tuple[str, ...]]] = {
 # Backends whose trials a fork server starts with the imports done
 # (tuner.trial.forkserver): importing torch and transformers' model class is most of
 # their fixed cost (about 10 s here); an ONNX Runtime or OpenVINO trial with its
-# artifact cached imports neither and starts in about a second anyway.
-_FORK_SERVED = ("torch", "torchscript", "torch_compile", "torch_cuda", "ipex")
+# artifact cached imports neither and starts in about a second anyway. Not IPEX: its
+# forked trials measured 0.2-0.3 CPUs of other processes' time on their cores that
+# its cold trials do not (cause not found; its server itself is idle), so it starts
+# cold.
+_FORK_SERVED = ("torch", "torchscript", "torch_compile", "torch_cuda")
 
 
 def preload_modules(name: str, model_path: str) -> list[str]:
