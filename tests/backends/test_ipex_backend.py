@@ -7,10 +7,11 @@ What always runs: outside the environment the backend says where it runs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from env_helpers import ready_env
 
 from tuner import envs
 from tuner.backends import get_backend
@@ -18,24 +19,9 @@ from tuner.errors import UnsupportedConfigError
 from tuner.model import DEFAULT_EVAL_TEXTS, resolve_model
 
 
-def _user_envs_root() -> Path:
-    # conftest points TUNER_CACHE_DIR at a throwaway folder; the environment built
-    # once by the user lives in the default cache folder.
-    if os.environ.get("TUNER_TEST_ENVS_DIR"):
-        return Path(os.environ["TUNER_TEST_ENVS_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tuner" / "envs"
-
-
 @pytest.fixture
 def ipex_env(monkeypatch: pytest.MonkeyPatch) -> envs.EnvState:
-    monkeypatch.setenv("TUNER_ENVS_DIR", str(_user_envs_root()))
-    decl = envs.env_for_backend("ipex")
-    assert decl is not None
-    state = envs.env_state(decl)
-    if state.status != "ready":
-        pytest.skip(f"the ipex environment is not built here ({state.why})")
-    return state
+    return ready_env("ipex", monkeypatch)
 
 
 def test_outside_its_environment_it_says_where_it_runs(tiny_bert_dir: Path, artifact_cache) -> None:

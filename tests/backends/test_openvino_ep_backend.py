@@ -7,7 +7,6 @@ and is skipped with the command to run where there is none."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from env_helpers import ready_env
 
 from tuner.artifacts.cache import ArtifactCache
 from tuner.backends import get_backend, unavailable_reason
@@ -27,24 +28,9 @@ ORT = get_backend("onnxruntime")
 TORCH = get_backend("torch")
 
 
-def _user_envs_root() -> Path:
-    # conftest points TUNER_CACHE_DIR at a throwaway folder; the environment built
-    # once by the user lives in the default cache folder.
-    if os.environ.get("TUNER_TEST_ENVS_DIR"):
-        return Path(os.environ["TUNER_TEST_ENVS_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tuner" / "envs"
-
-
 @pytest.fixture
 def env_python(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("TUNER_ENVS_DIR", str(_user_envs_root()))
-    decl = env_for_backend("onnxruntime_openvino")
-    assert decl is not None and decl.name == "onnxruntime-openvino"
-    state = env_state(decl)
-    if state.status != "ready":
-        pytest.skip(f"onnxruntime_openvino: {state.why}")
-    return str(state.python)
+    return str(ready_env("onnxruntime_openvino", monkeypatch).python)
 
 
 def test_graphs_are_the_onnxruntime_recipes() -> None:

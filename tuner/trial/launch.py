@@ -64,8 +64,9 @@ def run_worker(spec: TrialSpec, plan: RuntimePlan, timeout_s: float, python: str
     server of this exact start (started on first use); a cold start when none can."""
     if not servers or not preload:
         return run_workers([spec], [plan], timeout_s, python)[0]
-    if plan.prefix and shutil.which(plan.prefix[0]) is None:
-        return TrialResult(status=CRASHED, reason=f"{plan.prefix[0]} is not installed")
+    missing = _missing_prefix([plan])
+    if missing:
+        return TrialResult(status=CRASHED, reason=missing)
     python = python or sys.executable
     server = servers.get(python, list(plan.prefix), plan.environment(os.environ), preload)
     running = _fork(server, spec) if server is not None else None
@@ -106,9 +107,9 @@ def run_workers(
     failed trial: each gets a result (crashed, timeout, or what it wrote).
     """
     assert len(specs) == len(plans) and specs
-    for plan in plans:
-        if plan.prefix and shutil.which(plan.prefix[0]) is None:
-            return [TrialResult(status=CRASHED, reason=f"{plan.prefix[0]} is not installed") for _ in specs]
+    missing = _missing_prefix(plans)
+    if missing:
+        return [TrialResult(status=CRASHED, reason=missing) for _ in specs]
     go_read, go_write = os.pipe() if synchronized else (None, None)
     running: list[_Running] = []
     try:
@@ -119,6 +120,14 @@ def run_workers(
             os.close(go_read)  # the children hold their own copies
     collected = _collect(running, go_write, timeout_s)
     return [_result_of(r, timed_out, timeout_s) for r, timed_out in zip(running, collected)]
+
+
+def _missing_prefix(plans: list[RuntimePlan]) -> str | None:
+    """Why a plan's binding command cannot run (None: every one can)."""
+    for plan in plans:
+        if plan.prefix and shutil.which(plan.prefix[0]) is None:
+            return f"{plan.prefix[0]} is not installed"
+    return None
 
 
 def _start(spec: TrialSpec, plan: RuntimePlan, python: str, go_read: int | None) -> _Running:

@@ -39,11 +39,6 @@ if TYPE_CHECKING:
     from tuner.trial.throughput import Barrier
 
 
-# The CPUs the binding gave this process, read at start (an OpenMP runtime may narrow
-# the main thread's mask later; the meter must watch every CPU the trial may use).
-_START_CPUS: list[int] = []
-
-
 def _inputs(spec: TrialSpec) -> tuple[dict[str, np.ndarray], list[dict[str, np.ndarray]]]:
     """The timed input and one input per eval text, tokenized once per (model, length,
     batch, texts, transformers version) and cached as .npz."""
@@ -150,7 +145,9 @@ def run_spec(spec: TrialSpec, barrier: "Barrier | None" = None) -> TrialResult:
 
     t = time.perf_counter()
     bound = predictor.bind(bench_inputs)
-    meter = InterferenceMeter(_START_CPUS or None)
+    # The CPUs the binding gave this process, read at start (an OpenMP runtime may narrow
+    # the main thread's mask later; the meter must watch every CPU the trial may use).
+    meter = InterferenceMeter(start_cpus())
     settled = True
     short_ms: list[float] = []
     stopped_early = False
@@ -202,7 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     # The CPU mask the binding gave, before any OpenMP runtime pins this thread (a
     # worker forked by a fork server inherits the mask its server read at start).
     remember_start(keep_first=True)
-    _START_CPUS[:] = start_cpus()
     started = time.perf_counter()
     try:
         spec = TrialSpec.from_json(sys.stdin.read())
