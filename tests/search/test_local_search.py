@@ -1,5 +1,6 @@
 """The structured strategy's local search: neighbours, remembered change effects,
-combined improvements, and a whole study on a synthetic landscape."""
+combined improvements, accuracy failures foreseen, and a whole study on a synthetic
+landscape."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import optuna
 import pytest
 
 from tuner.hardware import detect
-from tuner.search.strategy import change_effects, complete, neighbours, next_local
+from tuner.search.strategy import Measured, change_effects, complete, neighbours, next_local, numerics_neutral
 from tuner.search.study import Tuner, TuneOptions, config_key
 from tuner.space import load_space
 from tuner.trial import spec as S
@@ -47,33 +48,82 @@ def test_neighbours_change_one_choice_and_are_points_of_the_space(space, int8):
 
 
 def test_the_first_unmeasured_neighbour_of_the_best_comes_first(space, int8):
-    measured = [(int8, "ok", 5.0)]
-    proposal = next_local(space, [(int8, 5.0)], measured, config_key, lower)
+    measured = [Measured(int8, "ok", 5.0)]
+    proposal = next_local(space, [(int8, 5.0)], measured, lower)
     assert proposal == neighbours(space, int8)[0][2]
 
 
-def test_changes_that_helped_elsewhere_come_first_and_those_that_broke_accuracy_last(space, int8):
+def test_changes_that_helped_elsewhere_come_first(space, int8):
     fp32 = complete(space, {"backend": "onnxruntime", "precision": "fp32"})
     fp32_fused = {**fp32, "graph": "fused"}
-    per_tensor = {**int8, "quant_granularity": "per_tensor"}
-    measured = [(fp32, "ok", 8.0), (fp32_fused, "ok", 6.0), (int8, "ok", 5.0), (per_tensor, "rejected", 4.0)]
-    effects = change_effects(measured, lower)
-    assert effects[("graph", "fused")] == (False, pytest.approx(math.log(6.0 / 8.0)))
-    assert effects[("quant_granularity", "per_tensor")][0] is True  # only ever below the guard
-    proposal = next_local(space, [(int8, 5.0), (fp32_fused, 6.0)], measured, config_key, lower)
+    measured = [Measured(fp32, "ok", 8.0), Measured(fp32_fused, "ok", 6.0), Measured(int8, "ok", 5.0)]
+    effects = change_effects(space, measured, lower)
+    assert effects[("graph", "fused")] == pytest.approx(math.log(6.0 / 8.0))
+    # A change that switches dimensions on or off counts too: int8 -> fp32 drops the
+    # quantization knobs, and the warm start measured both sides.
+    assert effects[("precision", "fp32")] == pytest.approx(math.log(8.0 / 5.0))
+    proposal = next_local(space, [(int8, 5.0), (fp32_fused, 6.0)], measured, lower)
     assert proposal == {**int8, "graph": "fused"}
 
 
+def test_a_configuration_computing_what_failed_the_guard_is_never_proposed(space, int8):
+    """Runtime knobs leave the accuracy figures as they are, recipe changes do not:
+    the search learns which is which, skips the binding variants of a failed recipe,
+    but still tries the failed change on another recipe (7-bit weights fail fused,
+    pass unfused)."""
+    fused = {**int8, "graph": "fused"}
+    taskset = complete(space, {**int8, "binding": "taskset"})
+    fused_7bit = {**fused, "reduce_range": True}
+    unfused_numerics, fused_numerics = (("cosine_min", 0.991),), (("cosine_min", 0.993),)
+    measured = [Measured(int8, "ok", 5.0, unfused_numerics), Measured(taskset, "ok", 4.8, unfused_numerics),
+                Measured(fused, "ok", 4.5, fused_numerics), Measured(fused_7bit, "rejected", 4.2, (("cosine_min", 0.97),))]
+    assert numerics_neutral(space, measured) == {"binding"}
+    centres = [(fused, 4.5), (taskset, 4.8), (int8, 5.0)]
+    seen = []
+    for _ in range(12):
+        proposal = next_local(space, centres, measured, lower)
+        if proposal is None:
+            break
+        seen.append(proposal)
+        measured.append(Measured(proposal, "ok", 6.0))
+    fused_7bit_bound = [c for c in seen if c["graph"] == "fused" and c.get("reduce_range") is True]
+    assert fused_7bit_bound == [], "a binding variant of the failed recipe was proposed"
+    assert {**int8, "reduce_range": True} in seen  # the same change on the unfused recipe is tried
+    # Without numerics nothing is known to be neutral: the variant is not ruled out.
+    assert numerics_neutral(space, [Measured(m.config, m.status, m.value) for m in measured]) == set()
+
+
 def test_once_a_centre_is_surrounded_its_improving_changes_are_combined(space, int8):
-    measured = [(int8, "ok", 5.0)]
+    measured = [Measured(int8, "ok", 5.0)]
     for dim, value, config in neighbours(space, int8):
-        better = (dim, value) in (("graph", "fused"), ("binding", "taskset"))
-        measured.append((config, "ok", 4.5 if better else 6.0))
-    proposal = next_local(space, [(int8, 5.0)], measured, config_key, lower)
-    assert proposal == complete(space, {**int8, "graph": "fused", "binding": "taskset"})
-    measured.append((proposal, "ok", 4.2))
-    # Nothing left around this centre: None hands the study to TPE.
-    assert next_local(space, [(int8, 5.0)], measured, config_key, lower) is None
+        better = {("graph", "fused"): 4.5, ("binding", "taskset"): 4.6, ("reduce_range", True): 4.8}.get((dim, value))
+        measured.append(Measured(config, "ok", better or 6.0))
+    combined = []
+    while (proposal := next_local(space, [(int8, 5.0)], measured, lower)) is not None:
+        combined.append(proposal)
+        measured.append(Measured(proposal, "ok", 4.2))
+    # Every combination of two or more of the three changes that beat the centre, the
+    # most promising (largest summed improvement) first: all three, then the pairs.
+    assert combined == [
+        complete(space, {**int8, "graph": "fused", "binding": "taskset", "reduce_range": True}),
+        complete(space, {**int8, "graph": "fused", "binding": "taskset"}),
+        complete(space, {**int8, "graph": "fused", "reduce_range": True}),
+        complete(space, {**int8, "binding": "taskset", "reduce_range": True}),
+    ]
+
+
+def test_changes_that_hurt_elsewhere_come_last_the_least_harmful_first(space, int8):
+    taskset = complete(space, {**int8, "binding": "taskset"})
+    harm = {("threads", 1): 5.5}  # threads=1 hurt int8 least; every other change 6.0
+    measured = [Measured(int8, "ok", 5.0)]
+    measured += [Measured(c, "ok", 4.0 if c == taskset else harm.get((d, v), 6.0)) for d, v, c in neighbours(space, int8)]
+    measured += [Measured(c, "ok", 4.5) for d, v, c in neighbours(space, taskset) if d not in ("reduce_range", "threads")]
+    # Left unmeasured: threads=1 and 7-bit weights around the taskset centre, and
+    # nothing beat it: both changes hurt int8, threads=1 by less.
+    proposal = next_local(space, [(taskset, 4.0), (int8, 5.0)], measured, lower)
+    assert proposal == {**taskset, "threads": 1}
+    measured.append(Measured(proposal, "ok", 4.4))
+    assert next_local(space, [(taskset, 4.0), (int8, 5.0)], measured, lower) == {**taskset, "reduce_range": True}
 
 
 class SyntheticRunner:

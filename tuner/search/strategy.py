@@ -9,9 +9,13 @@
   starts with each backend at each precision, everything else at the file's
   defaults, instead of random points (the warm start). Then a local search: the
   one-choice changes of the best configurations measured so far (their
-  *neighbours*), and once a configuration's neighbours are measured, every change
-  that beat it applied at once (the knobs of one backend add up nearly
-  independently). When no best configuration has an unmeasured neighbour left, TPE,
+  *neighbours*), and once a configuration's neighbours are measured, the changes
+  that beat it combined, two or more at once (the knobs of one backend add up nearly
+  independently). What a configuration computes is known from its accuracy figures:
+  the dimensions whose change never altered them (threads, binding: runtime knobs)
+  are learned, and a configuration that differs from one below the accuracy guard
+  only in those is never proposed. When no best configuration has an unmeasured
+  neighbour left, TPE,
   multivariate and grouped by the space's conditional structure (``group=True``: the
   backend decides which dimensions exist), spends the rest of the budget. The warm
   start replaces TPE's random start rather than adding to it.
@@ -20,8 +24,11 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Hashable, NamedTuple
 
 if TYPE_CHECKING:
     import optuna
@@ -36,6 +43,13 @@ _STRUCTURED_MIN_STARTUP = 4
 # on a noisy machine the best observed is often only lucky, the true optimum's
 # neighbourhood among the next few.
 LOCAL_CENTRES = 5
+# Combinations are formed from at most this many of a centre's best changes (2^n).
+MAX_COMBINED = 5
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A configuration as a string that is equal exactly when the configurations are."""
+    return json.dumps(config, sort_keys=True)
 
 
 def warm_start(space: "Space") -> list[dict[str, Any]]:
@@ -96,69 +110,115 @@ def neighbours(space: "Space", config: dict[str, Any]) -> list[tuple[str, Any, d
     return out
 
 
-def change_effects(measured: list[tuple[dict[str, Any], str, float | None]],
-                   better: Any) -> dict[tuple[str, Any], tuple[bool, float]]:
+class Measured(NamedTuple):
+    """What the local search knows of one measured configuration."""
+
+    config: dict[str, Any]
+    status: str  # "ok", "rejected" (below the accuracy guard), or a status that timed nothing
+    value: float | None  # the objective's value where timed ("ok" and "rejected")
+    numerics: Hashable | None = None  # its accuracy figures: equal ones mean the same computation
+
+
+def change_effects(space: "Space", measured: list[Measured], better: Any) -> dict[tuple[str, Any], float]:
     """What each one-choice change did wherever the study measured both sides of it:
-    (dimension, new value) -> (it only ever fell below the accuracy guard, the mean
-    of log(after / before) over the passing configurations it was applied to; +inf
-    for a change that made one fail or be pruned as clearly slower). The knobs of a
-    backend add up nearly independently, so a change that helped (or hurt) one
-    configuration is likely to do so elsewhere; accuracy is kept apart because it
-    does not add up (7-bit weights pass unfused, fail fused)."""
-    import math
-
+    (dimension, new value) -> the mean of log(after / before) over the passing
+    configurations it was applied to (a timing below the accuracy guard counts: the
+    guard does not change the speed); +inf for a change that made one fail, or be
+    pruned as clearly slower. A change that turns dimensions on or off (int8 -> fp32
+    drops the quantization knobs) counts where the other side is exactly that
+    neighbour. The knobs of a backend add up nearly independently, so a change that
+    helped (or hurt) one configuration is likely to do so elsewhere."""
     sign = 1.0 if better(0.0, 1.0) else -1.0  # lower is better: log ratios as measured
-    seen: dict[tuple[str, Any], list[tuple[bool, float]]] = {}
-    passing = [(c, v) for c, status, v in measured if status == "ok" and v]
-    for before, before_value in passing:
-        for after, status, after_value in measured:
-            if after.get("backend") != before["backend"] or set(after) != set(before):
+    by_key = {config_key(m.config): m for m in measured}
+    seen: dict[tuple[str, Any], list[float]] = {}
+    for before in measured:
+        if before.status != "ok" or not before.value:
+            continue
+        for dim, value, config in neighbours(space, before.config):
+            after = by_key.get(config_key(config))
+            if after is None:
                 continue
-            changed = [k for k in after if k != "backend" and after[k] != before[k]]
-            if len(changed) != 1:
-                continue
-            timed = status in ("ok", "rejected") and after_value
-            ratio = sign * math.log(after_value / before_value) if timed else math.inf
-            seen.setdefault((changed[0], after[changed[0]]), []).append((status == "rejected", ratio))
-    return {change: (all(r for r, _ in runs), sum(x for _, x in runs) / len(runs)) for change, runs in seen.items()}
+            timed = after.status in ("ok", "rejected") and after.value
+            seen.setdefault((dim, value), []).append(
+                sign * math.log(after.value / before.value) if timed else math.inf)
+    return {change: sum(ratios) / len(ratios) for change, ratios in seen.items()}
 
 
-def next_local(space: "Space", centres: list[tuple[dict[str, Any], float]],
-               measured: list[tuple[dict[str, Any], str, float | None]], key: Any, better: Any) -> dict[str, Any] | None:
+def numerics_neutral(space: "Space", measured: list[Measured]) -> set[str]:
+    """The dimensions whose change never altered a configuration's accuracy figures
+    where the study measured both sides (threads, binding, allocator: runtime knobs),
+    learned rather than declared: a configuration that differs from one below the
+    accuracy guard only in these computes the same numbers, and fails it too."""
+    by_key = {config_key(m.config): m for m in measured if m.numerics is not None}
+    same: dict[str, bool] = {}
+    for before in by_key.values():
+        for dim, _, config in neighbours(space, before.config):
+            after = by_key.get(config_key(config))
+            if after is not None:
+                same[dim] = same.get(dim, True) and after.numerics == before.numerics
+    return {dim for dim, always in same.items() if always}
+
+
+def _fails_guard(config: dict[str, Any], rejected: list[dict[str, Any]], neutral: set[str]) -> bool:
+    """Whether ``config`` differs from a configuration below the accuracy guard only
+    in numerics-neutral dimensions (a dimension only one side has is switched on by
+    one that differs, and judged through it)."""
+    return any(r["backend"] == config["backend"]
+               and all(r[k] == config[k] or k in neutral for k in config.keys() & r.keys()) for r in rejected)
+
+
+def next_local(space: "Space", centres: list[tuple[dict[str, Any], float]], measured: list[Measured],
+               better: Any) -> dict[str, Any] | None:
     """The local search's next configuration, or None when it has nothing left.
 
     ``centres``: the best passing (configuration, value) so far, best first;
-    ``measured``: (configuration, status, value) of everything measured; ``key``: the
-    config key function; ``better(a, b)``: a beats b. For each centre in turn: an
-    unmeasured neighbour, the changes that helped elsewhere first, those never tried
-    next, those that hurt or broke a configuration last (change_effects); once all are
-    measured, the centre with every change that beat it applied together (per
-    dimension the best value)."""
-    done = {key(config): (status, value) for config, status, value in measured}
-    effects = change_effects(measured, better)
-    for centre, centre_value in centres[:LOCAL_CENTRES]:
-        changes: dict[str, tuple[Any, float]] = {}
+    ``measured``: everything measured; ``better(a, b)``: a beats b. For each centre
+    in turn: an unmeasured neighbour whose change helped elsewhere or was never tried
+    (change_effects); then the combinations of two or more of its changes that beat
+    it, the most promising first. Only when no centre has either: the neighbour, of
+    any centre, whose change hurt least elsewhere (a change that hurt one
+    configuration by noise, or through an interaction, can still help another). A
+    configuration that computes what one below the accuracy guard did (it differs
+    only in numerics-neutral dimensions) is never proposed."""
+    sign = 1.0 if better(0.0, 1.0) else -1.0
+    done = {config_key(m.config): m for m in measured}
+    effects = change_effects(space, measured, better)
+    neutral = numerics_neutral(space, measured)
+    rejected = [m.config for m in measured if m.status == "rejected"]
+    hurt: list[tuple[float, int, dict[str, Any]]] = []  # (effect elsewhere, centre rank, configuration)
+    for rank, (centre, centre_value) in enumerate(centres[:LOCAL_CENTRES]):
+        near: dict[str, tuple[float, Any]] = {}  # dimension -> (log ratio, value) of its change that beat the centre most
         fresh = []
         for dim, value, config in neighbours(space, centre):
-            found = done.get(key(config))
+            found = done.get(config_key(config))
             if found is None:
-                fresh.append((*effects.get((dim, value), (False, 0.0)), len(fresh), config))
-                continue
-            status, measured_value = found
-            if status == "ok" and measured_value is not None and better(measured_value, centre_value):
-                if dim not in changes or better(measured_value, changes[dim][1]):
-                    changes[dim] = (value, measured_value)
-        fresh.sort(key=lambda f: f[:3])
-        # Changes that helped elsewhere or were never tried, then every change that
-        # beat this centre at once, then the changes known to hurt or break.
-        if fresh and not fresh[0][0] and fresh[0][1] <= 0.0:
-            return fresh[0][3]
-        if len(changes) >= 2:
-            combined = complete(space, {**centre, **{dim: value for dim, (value, _) in changes.items()}})
-            if key(combined) not in done:
-                return combined
-        if fresh:
-            return fresh[0][3]
+                if not _fails_guard(config, rejected, neutral):
+                    fresh.append((effects.get((dim, value), 0.0), len(fresh), config))
+            elif found.status == "ok" and found.value:
+                ratio = sign * math.log(found.value / centre_value)
+                if ratio < 0.0 and (dim not in near or ratio < near[dim][0]):
+                    near[dim] = (ratio, value)
+        fresh.sort(key=lambda f: f[:2])
+        if fresh and fresh[0][0] <= 0.0:
+            return fresh[0][2]
+        combined = _next_combination(space, centre, near, done, rejected, neutral)
+        if combined is not None:
+            return combined
+        hurt += [(effect, rank, config) for effect, _, config in fresh]
+    return min(hurt, key=lambda h: h[:2])[2] if hurt else None
+
+
+def _next_combination(space: "Space", centre: dict[str, Any], near: dict[str, tuple[float, Any]], done: dict,
+                      rejected: list[dict[str, Any]], neutral: set[str]) -> dict[str, Any] | None:
+    """The unmeasured combination of two or more of ``near``'s changes with the lowest
+    sum of measured log ratios (the knobs add up nearly independently)."""
+    best = sorted(near.items(), key=lambda item: item[1][0])[:MAX_COMBINED]
+    subsets = [s for size in range(2, len(best) + 1) for s in itertools.combinations(best, size)]
+    subsets.sort(key=lambda s: sum(ratio for _, (ratio, _) in s))
+    for subset in subsets:
+        config = complete(space, {**centre, **{dim: value for dim, (_, value) in subset}})
+        if config_key(config) not in done and not _fails_guard(config, rejected, neutral):
+            return config
     return None
 
 

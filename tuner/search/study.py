@@ -15,7 +15,6 @@ stock default, and the winner is the best whose advantage is significant.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import statistics
 import sys
@@ -28,7 +27,7 @@ from tuner.errors import UserError
 from tuner.search import finalists as F
 from tuner.search import objective as objectives
 from tuner.search.quiet import QuietRunner
-from tuner.search.strategy import DEFAULT_STRATEGY, STRATEGIES
+from tuner.search.strategy import DEFAULT_STRATEGY, STRATEGIES, config_key
 from tuner.trial import spec as S
 from tuner.trial.accuracy import Guard
 from tuner.trial.launch import RuntimePlan
@@ -100,10 +99,6 @@ class StudyOutcome:
     speedup_ci: Any | None = None  # tuner.search.stats.Speedup of the winner over the default
     decision: Any | None = None  # tuner.search.finalists.Decision (None: no finalists re-measured)
     pareto: list = field(default_factory=list)  # TrialRecords on the latency-throughput front
-
-
-def config_key(config: dict) -> str:
-    return json.dumps(config, sort_keys=True)
 
 
 def describe_config(config: dict) -> str:
@@ -447,11 +442,22 @@ class Tuner:
         feasible = [r for r in measured.values() if r.status == S.OK and r.value is not None
                     and r.config["backend"] in worth]
         feasible.sort(key=lambda r: r.value, reverse=objectives.direction(objective) == "maximize")
-        done = [(r.config, r.status, r.value if r.status in (S.OK, S.REJECTED) else None) for r in measured.values()]
-        config = next_local(self.space, [(r.config, r.value) for r in feasible], done, config_key,
+        done = [self._as_measured(r) for r in measured.values()]
+        config = next_local(self.space, [(r.config, r.value) for r in feasible], done,
                             lambda a, b: objectives.better(objective, a, b))
         if config is not None:
             study.enqueue_trial(self.space.params_for(config))
+
+    def _as_measured(self, row):
+        """A trial as the local search sees it: "rejected" only below the accuracy guard
+        (a configuration over --max-memory is as good as failed), the accuracy figures
+        as the signature of what it computed."""
+        from tuner.search.strategy import Measured
+
+        status = "over_memory" if row.status == S.REJECTED and row.accuracy_ok else row.status
+        numerics = (tuple(sorted((k, round(v, 6)) for k, v in row.accuracy.items() if isinstance(v, (int, float))))
+                    if row.accuracy and row.status in (S.OK, S.REJECTED) else None)
+        return Measured(row.config, status, row.value if status in (S.OK, S.REJECTED) else None, numerics)
 
     def _enqueue_unexplored(self, study, measured: dict, warm_start_size: int, rng: random.Random) -> None:
         """Queue a random configuration not measured yet (of a backend still worth
