@@ -18,3 +18,13 @@ def test_parse_duration():
     assert parse_duration("1.5h") == 5400
     with pytest.raises(UserError, match="10m"):
         parse_duration("ten minutes")
+
+
+def test_auto_defaults_to_the_finalists_module_rounds():
+    """tuner auto spells the default out (importing finalists would pull numpy into
+    every command's start); the two must agree."""
+    from tuner.cli.main import build_parser
+    from tuner.search.finalists import DEFAULT_FINALISTS, DEFAULT_ROUNDS
+
+    args = build_parser().parse_args(["auto", "--model", "m"])
+    assert (args.finalists, args.finalist_rounds) == (DEFAULT_FINALISTS, DEFAULT_ROUNDS)

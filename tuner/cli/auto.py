@@ -30,8 +30,9 @@ def add_parser(subparsers) -> None:
                    help="search strategy (default structured: each backend and precision first, then TPE; docs/search.md)")
     p.add_argument("--finalists", type=int, default=3, metavar="K",
                    help="re-measure the K best in fresh processes against the stock default (default 3; 0: off)")
-    p.add_argument("--finalist-rounds", type=int, default=3, metavar="R",
-                   help="fresh processes per finalist and for the default, interleaved (default 3, at least 3)")
+    # 5 as tuner.search.finalists.DEFAULT_ROUNDS (not imported: it pulls numpy into every command's start).
+    p.add_argument("--finalist-rounds", type=int, default=5, metavar="R",
+                   help="fresh processes per finalist and for the default, interleaved (default 5, at least 3)")
     p.add_argument("--no-prune", action="store_true",
                    help="measure every trial in full (default: stop clearly slower ones after a short first measurement)")
     p.add_argument("--skip-dominated", type=float, default=3.0, metavar="RATIO",

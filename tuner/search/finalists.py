@@ -25,7 +25,10 @@ from tuner.search.stats import Speedup, latency_speedup, rate_speedup
 from tuner.trial import spec as S
 
 DEFAULT_FINALISTS = 3
-DEFAULT_ROUNDS = 3
+# Fresh processes per finalist and for the default. A 95% interval from 3 per side
+# contained the true speedup in 87% of simulated studies with this VM's spread
+# between processes, from 5 in 93% (benchmarks/ci_coverage.py, docs/measurement.md).
+DEFAULT_ROUNDS = 5
 
 
 @dataclass

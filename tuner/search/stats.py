@@ -10,8 +10,9 @@ confidence interval is the 2.5 and 97.5 percentiles of the resampled ratios. A
 speedup is significant when its interval excludes 1.
 
 With k processes per side the interval cannot be narrower than the spread between
-processes allows; 3 processes per side is the minimum the finalists use, 5 what
-`tuner verify` uses (docs/measurement.md).
+processes allows, and with few processes it is too narrow: 3 per side is the least
+the finalists accept, 5 what they and `tuner verify` use by default
+(benchmarks/ci_coverage.py measures how often each contains the true speedup).
 """
 
 from __future__ import annotations
