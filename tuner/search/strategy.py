@@ -14,8 +14,7 @@
   independently). What a configuration computes is known from its accuracy figures:
   the dimensions whose change never altered them (threads, binding: runtime knobs)
   are learned, and a configuration that differs from one below the accuracy guard
-  only in those is never proposed. When no best configuration has an unmeasured
-  neighbour left, TPE,
+  only in those is never proposed. When the local search has nothing left, TPE,
   multivariate and grouped by the space's conditional structure (``group=True``: the
   backend decides which dimensions exist), spends the rest of the budget. The warm
   start replaces TPE's random start rather than adding to it.
@@ -28,7 +27,8 @@ import itertools
 import json
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Hashable, NamedTuple
+from collections.abc import Hashable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import optuna
@@ -128,20 +128,29 @@ def change_effects(space: "Space", measured: list[Measured], better: Any) -> dic
     drops the quantization knobs) counts where the other side is exactly that
     neighbour. The knobs of a backend add up nearly independently, so a change that
     helped (or hurt) one configuration is likely to do so elsewhere."""
-    sign = 1.0 if better(0.0, 1.0) else -1.0  # lower is better: log ratios as measured
-    by_key = {config_key(m.config): m for m in measured}
     seen: dict[tuple[str, Any], list[float]] = {}
-    for before in measured:
+    for before, dim, value, after in _measured_pairs(space, measured):
         if before.status != "ok" or not before.value:
             continue
+        timed = after.status in ("ok", "rejected") and after.value
+        seen.setdefault((dim, value), []).append(_log_ratio(after.value, before.value, better) if timed else math.inf)
+    return {change: sum(ratios) / len(ratios) for change, ratios in seen.items()}
+
+
+def _measured_pairs(space: "Space", measured: list[Measured]) -> Iterator[tuple[Measured, str, Any, Measured]]:
+    """(before, dimension, new value, after) for every one-choice change the study
+    measured both sides of."""
+    by_key = {config_key(m.config): m for m in measured}
+    for before in measured:
         for dim, value, config in neighbours(space, before.config):
             after = by_key.get(config_key(config))
-            if after is None:
-                continue
-            timed = after.status in ("ok", "rejected") and after.value
-            seen.setdefault((dim, value), []).append(
-                sign * math.log(after.value / before.value) if timed else math.inf)
-    return {change: sum(ratios) / len(ratios) for change, ratios in seen.items()}
+            if after is not None:
+                yield before, dim, value, after
+
+
+def _log_ratio(after: float, before: float, better: Any) -> float:
+    """log(after / before), signed so that negative means ``after`` is better."""
+    return math.log(after / before) * (1.0 if better(0.0, 1.0) else -1.0)
 
 
 def numerics_neutral(space: "Space", measured: list[Measured]) -> set[str]:
@@ -149,13 +158,9 @@ def numerics_neutral(space: "Space", measured: list[Measured]) -> set[str]:
     where the study measured both sides (threads, binding, allocator: runtime knobs),
     learned rather than declared: a configuration that differs from one below the
     accuracy guard only in these computes the same numbers, and fails it too."""
-    by_key = {config_key(m.config): m for m in measured if m.numerics is not None}
     same: dict[str, bool] = {}
-    for before in by_key.values():
-        for dim, _, config in neighbours(space, before.config):
-            after = by_key.get(config_key(config))
-            if after is not None:
-                same[dim] = same.get(dim, True) and after.numerics == before.numerics
+    for before, dim, _, after in _measured_pairs(space, [m for m in measured if m.numerics is not None]):
+        same[dim] = same.get(dim, True) and after.numerics == before.numerics
     return {dim for dim, always in same.items() if always}
 
 
@@ -180,7 +185,6 @@ def next_local(space: "Space", centres: list[tuple[dict[str, Any], float]], meas
     configuration by noise, or through an interaction, can still help another). A
     configuration that computes what one below the accuracy guard did (it differs
     only in numerics-neutral dimensions) is never proposed."""
-    sign = 1.0 if better(0.0, 1.0) else -1.0
     done = {config_key(m.config): m for m in measured}
     effects = change_effects(space, measured, better)
     neutral = numerics_neutral(space, measured)
@@ -195,7 +199,7 @@ def next_local(space: "Space", centres: list[tuple[dict[str, Any], float]], meas
                 if not _fails_guard(config, rejected, neutral):
                     fresh.append((effects.get((dim, value), 0.0), len(fresh), config))
             elif found.status == "ok" and found.value:
-                ratio = sign * math.log(found.value / centre_value)
+                ratio = _log_ratio(found.value, centre_value, better)
                 if ratio < 0.0 and (dim not in near or ratio < near[dim][0]):
                     near[dim] = (ratio, value)
         fresh.sort(key=lambda f: f[:2])

@@ -27,7 +27,7 @@ from tuner.errors import UserError
 from tuner.search import finalists as F
 from tuner.search import objective as objectives
 from tuner.search.quiet import QuietRunner
-from tuner.search.strategy import DEFAULT_STRATEGY, STRATEGIES, config_key
+from tuner.search.strategy import DEFAULT_STRATEGY, STRATEGIES, Measured, config_key
 from tuner.trial import spec as S
 from tuner.trial.accuracy import Guard
 from tuner.trial.launch import RuntimePlan
@@ -448,12 +448,10 @@ class Tuner:
         if config is not None:
             study.enqueue_trial(self.space.params_for(config))
 
-    def _as_measured(self, row):
+    def _as_measured(self, row) -> Measured:
         """A trial as the local search sees it: "rejected" only below the accuracy guard
         (a configuration over --max-memory is as good as failed), the accuracy figures
         as the signature of what it computed."""
-        from tuner.search.strategy import Measured
-
         status = "over_memory" if row.status == S.REJECTED and row.accuracy_ok else row.status
         numerics = (tuple(sorted((k, round(v, 6)) for k, v in row.accuracy.items() if isinstance(v, (int, float))))
                     if row.accuracy and row.status in (S.OK, S.REJECTED) else None)
