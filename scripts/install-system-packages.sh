@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The Debian packages tuner uses: core binding (numactl, taskset) and the allocators
-# it preloads. Installs only what is missing; needs root (or sudo) when something is.
+# it preloads; packages named as arguments are installed too (scripts/start-postgres.sh
+# asks for postgresql). Installs only what is missing; needs root (or sudo) when something is.
 set -euo pipefail
 # g++: torch.compile's inductor builds its C++ kernels with it at compile time.
-packages=(numactl util-linux libjemalloc2 libtcmalloc-minimal4 g++)
+packages=(numactl util-linux libjemalloc2 libtcmalloc-minimal4 g++ "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

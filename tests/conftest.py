@@ -12,6 +12,9 @@ import pytest
 
 from tuner.artifacts.cache import ArtifactCache
 
+# The PostgreSQL test server's fixtures, and the CI check that its tests ran.
+pytest_plugins = ["postgres_helpers"]
+
 _SESSION_DIRS: dict[str, str] = {}
 
 
