@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from tuner._version import __version__
+
 __all__ = ["BestConfig", "TunedPredictor", "__version__", "best_config", "best_configs", "load_best"]
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,6 @@ import numpy as np
 
 from tuner import paths
 from tuner.errors import ModelNotFoundError, UserError
-from tuner.trial.spec import ModelRef
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -32,12 +32,24 @@ if TYPE_CHECKING:
 __all__ = [
     "BENCH_TEXT",
     "DEFAULT_EVAL_TEXTS",
+    "ModelRef",
     "eval_inputs",
     "load_tokenizer",
     "load_torch_model",
     "make_inputs",
     "resolve_model",
 ]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model resolved to a local folder, with a hash of what it contains."""
+
+    model_id: str  # what the user typed
+    path: str  # local folder with config.json and weights
+    content_hash: str  # sha256 over config, weights and tokenizer files
+    task: str  # "embedding" (encoder, mean-pooled) or "classification"
+
 
 # Varied on purpose (length, questions, numbers, negation, topics): int8 error shows
 # up unevenly, and the accuracy guard takes the minimum over these.

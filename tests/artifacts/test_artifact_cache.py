@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tuner.artifacts.cache import META_FILE, ArtifactCache, library_versions
-from tuner.trial.spec import ModelRef
+from tuner.model import ModelRef
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = ModelRef(model_id="m", path="/nowhere", content_hash="a" * 64, task="embedding")
@@ -75,7 +75,7 @@ _BUILDER = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
     from tuner.artifacts.cache import ArtifactCache
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
     root, log = Path(sys.argv[1]), Path(sys.argv[2])
     model = ModelRef(model_id="m", path="/nowhere", content_hash="c" * 64, task="embedding")

@@ -18,7 +18,7 @@ from tuner.backends.calibration import calibration_set_id
 from tuner.backends.onnx_export import MODEL_FILE
 from tuner.errors import UnsupportedConfigError
 from tuner.model import DEFAULT_EVAL_TEXTS, eval_inputs, make_inputs, resolve_model
-from tuner.trial.spec import ModelRef
+from tuner.model import ModelRef
 
 ORT = get_backend("onnxruntime")
 TORCH = get_backend("torch")

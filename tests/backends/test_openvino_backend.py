@@ -18,7 +18,7 @@ from tuner.backends import get_backend  # noqa: E402
 from tuner.backends.openvino import IR_FILE, _check_compiled  # noqa: E402
 from tuner.errors import UnsupportedConfigError  # noqa: E402
 from tuner.model import DEFAULT_EVAL_TEXTS, eval_inputs, make_inputs, resolve_model  # noqa: E402
-from tuner.trial.spec import ModelRef  # noqa: E402
+from tuner.model import ModelRef  # noqa: E402
 
 OV = get_backend("openvino")
 TORCH = get_backend("torch")

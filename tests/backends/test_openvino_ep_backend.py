@@ -72,7 +72,7 @@ _IN_ENV = textwrap.dedent("""
     from pathlib import Path
     from tuner.artifacts.cache import ArtifactCache
     from tuner.backends import get_backend
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
     args = json.loads(sys.argv[1])
     ref = ModelRef(**args["model"])

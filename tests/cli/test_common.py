@@ -24,7 +24,8 @@ def test_auto_defaults_to_the_finalists_module_rounds():
     """tuner auto spells the default out (importing finalists would pull numpy into
     every command's start); the two must agree."""
     from tuner.cli.main import build_parser
-    from tuner.search.finalists import DEFAULT_FINALISTS, DEFAULT_ROUNDS
+    from tuner.vocabulary import DEFAULT_FINALIST_ROUNDS as DEFAULT_ROUNDS
+    from tuner.vocabulary import DEFAULT_FINALISTS
 
     args = build_parser().parse_args(["auto", "--model", "m"])
     assert (args.finalists, args.finalist_rounds) == (DEFAULT_FINALISTS, DEFAULT_ROUNDS)

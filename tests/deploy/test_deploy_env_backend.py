@@ -17,7 +17,7 @@ from env_helpers import ready_env, user_envs_root
 from tuner.deploy.launch import with_interpreter
 from tuner.deploy.lookup import BestConfig
 from tuner.envs import env_for_backend, env_state
-from tuner.envs._venv import MANIFEST_FILE, _requested
+from tuner.envs._venv import MANIFEST_FILE, requested_packages
 from tuner.errors import UserError
 
 WINNER = {"backend": "onnxruntime_openvino", "precision": "fp32", "threads": 1, "binding": "none",
@@ -48,7 +48,7 @@ def _fake_ready_env(root: Path) -> Path:
     folder = root / decl.name
     (folder / "bin").mkdir(parents=True)
     (folder / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")
-    (folder / MANIFEST_FILE).write_text(json.dumps({"packages": _requested(decl)}))
+    (folder / MANIFEST_FILE).write_text(json.dumps({"packages": requested_packages(decl)}))
     assert env_state(decl).status == "ready"
     return folder / "bin" / "python"
 

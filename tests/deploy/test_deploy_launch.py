@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import run_tuner
 
 from tuner.hardware import detect
-from tuner.trial.libraries import find
+from tuner.hardware.libraries import find
 
 TWO_CPUS = len(os.sched_getaffinity(0)) >= 2
 WINNER = {"backend": "torch", "precision": "fp32", "threads": 1, "binding": "taskset", "numa_node": 0,

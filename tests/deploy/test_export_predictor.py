@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from cli_helpers import run_tuner
 
-from tuner.trial.libraries import find
+from tuner.hardware.libraries import find
 
 ORT_WINNER = {"backend": "onnxruntime", "precision": "int8", "graph": "unfused", "quant_granularity": "per_channel",
               "reduce_range": False, "threads": 1, "binding": "taskset", "numa_node": 0, "core_order": "first",

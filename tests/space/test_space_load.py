@@ -15,7 +15,7 @@ from tuner.hardware import MachineInfo, detect
 from tuner.paths import search_spaces_dir
 from tuner.space import Pruned, Space, load_space
 from tuner.space.requirements import executable_available, module_available
-from tuner.trial.libraries import find as find_library
+from tuner.hardware.libraries import find as find_library
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cpus"
 REPO = Path(__file__).resolve().parents[2]

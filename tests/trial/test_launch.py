@@ -5,7 +5,8 @@ import textwrap
 import time
 
 from tuner.trial.launch import RuntimePlan, run_worker
-from tuner.trial.spec import CRASHED, OK, TIMEOUT, ModelRef, TrialSpec, Workload
+from tuner.model import ModelRef
+from tuner.trial.spec import CRASHED, OK, TIMEOUT, TrialSpec, Workload
 
 
 def make_spec() -> TrialSpec:

@@ -8,7 +8,7 @@ import pytest
 from tuner.hardware import detect
 from tuner.trial import plan as P
 from tuner.trial.knobs import MANAGED_VARIABLES
-from tuner.trial.libraries import MissingLibraryError, find
+from tuner.hardware.libraries import MissingLibraryError, find
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cpus"
 ORT = {"backend": "onnxruntime", "precision": "fp32", "graph": "unfused"}

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tuner.trial.libraries import find
+from tuner.hardware.libraries import find
 from tuner.trial.probe import differences, mapped_libraries, probe, summary
 
 MAPS = """\

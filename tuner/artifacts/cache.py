@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tuner.trial.spec import ModelRef
+from tuner.model import ModelRef
 
 __all__ = ["ArtifactCache", "library_versions", "META_FILE"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 # A trace is recorded on this text padded to TRACE_SEQ_LEN tokens. It must be
 # shorter than that: with padding the attention mask has zeros, so transformers

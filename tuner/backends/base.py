@@ -15,7 +15,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from tuner.artifacts.cache import ArtifactCache
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 
 class Predictor(Protocol):

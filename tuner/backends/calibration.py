@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 __all__ = ["CALIBRATION_TEXTS", "MAX_CALIBRATION_TOKENS", "calibration_inputs", "calibration_set_id"]
 

@@ -27,7 +27,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 MODEL_FILE = "model.onnx"
 DEFAULT_OPSET = 17  # the first with LayerNormalization, which the fusions expect

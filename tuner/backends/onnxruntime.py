@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
     from tuner.artifacts.cache import ArtifactCache
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 PRECISIONS = ("fp32", "int8")
 GRAPHS = ("unfused", "fused")

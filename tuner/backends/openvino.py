@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import openvino as ov
 
     from tuner.artifacts.cache import ArtifactCache
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 PRECISIONS = ("fp32", "bf16", "int8")
 HINTS = ("latency", "throughput")

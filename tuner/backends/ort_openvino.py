@@ -27,7 +27,7 @@ from tuner.errors import UnsupportedConfigError
 
 if TYPE_CHECKING:
     from tuner.artifacts.cache import ArtifactCache
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 PROVIDER = "OpenVINOExecutionProvider"
 PRECISIONS = ("fp32", "int8")

@@ -33,7 +33,7 @@ from tuner.errors import UnsupportedConfigError
 if TYPE_CHECKING:
     from tuner.artifacts.cache import ArtifactCache
     from tuner.backends._torch_common import ModulePredictor
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 PRECISIONS = ("fp32", "bf16")
 MODES = ("default", "max-autotune-no-cudagraphs")

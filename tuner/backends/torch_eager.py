@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import torch
 
     from tuner.artifacts.cache import ArtifactCache
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 PRECISIONS = ("fp32", "bf16", "int8")
 

@@ -25,7 +25,7 @@ from tuner.backends import _config
 if TYPE_CHECKING:
     from tuner.artifacts.cache import ArtifactCache
     from tuner.backends._torch_common import ModulePredictor
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 PRECISIONS = ("fp32", "bf16")
 MODEL_FILE = "model.pt"

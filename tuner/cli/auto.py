@@ -8,6 +8,15 @@ from pathlib import Path
 
 from tuner.cli.common import add_db_argument, format_accuracy, format_ms, parse_duration, parse_seq_lens
 from tuner.errors import UserError
+from tuner.vocabulary import (
+    DEFAULT_FINALIST_ROUNDS,
+    DEFAULT_FINALISTS,
+    DEFAULT_PRUNE_MARGIN,
+    DEFAULT_STRATEGY,
+    MIN_FINALIST_ROUNDS,
+    OBJECTIVES,
+    STRATEGIES,
+)
 
 DEFAULT_TRIALS = 30
 
@@ -19,27 +28,28 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--trials", type=int, default=None, help=f"measured trials per sequence length (default {DEFAULT_TRIALS})")
     p.add_argument("--budget", default=None, help="wall-clock budget for the whole run, e.g. 10m (split across lengths)")
-    p.add_argument("--objective", default="p50", choices=["p50", "p90", "p99", "throughput", "pareto"],
+    p.add_argument("--objective", default="p50", choices=OBJECTIVES,
                    help="minimise a latency percentile, maximise throughput, or pareto: both at once, "
                         "a latency-throughput front (`tuner history --pareto`)")
     p.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="constraint: the worker's peak resident memory, e.g. 800M or 2G (a trial above it cannot win)")
     p.add_argument("--backends", default=None, metavar="A,B",
                    help="only these backends (default: every backend this machine can run; see `tuner space`)")
-    p.add_argument("--strategy", default="structured", choices=["structured", "tpe", "random"],
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=STRATEGIES,
                    help="search strategy (default structured: each backend and precision first, then TPE; docs/search.md)")
-    p.add_argument("--finalists", type=int, default=3, metavar="K",
-                   help="re-measure the K best in fresh processes against the stock default (default 3; 0: off)")
-    # 5 as tuner.search.finalists.DEFAULT_ROUNDS (not imported: it pulls numpy into every command's start).
-    p.add_argument("--finalist-rounds", type=int, default=5, metavar="R",
-                   help="fresh processes per finalist and for the default, interleaved (default 5, at least 3)")
+    p.add_argument("--finalists", type=int, default=DEFAULT_FINALISTS, metavar="K",
+                   help=f"re-measure the K best in fresh processes against the stock default (default {DEFAULT_FINALISTS}; 0: off)")
+    p.add_argument("--finalist-rounds", type=int, default=DEFAULT_FINALIST_ROUNDS, metavar="R",
+                   help=f"fresh processes per finalist and for the default, interleaved "
+                        f"(default {DEFAULT_FINALIST_ROUNDS}, at least {MIN_FINALIST_ROUNDS})")
     p.add_argument("--no-prune", action="store_true",
                    help="measure every trial in full (default: stop clearly slower ones after a short first measurement)")
     p.add_argument("--skip-dominated", type=float, default=3.0, metavar="RATIO",
                    help="structured search: after the warm start, do not run a backend whose every trial took "
                         "RATIO x the best median (default 3; 0 runs every proposal)")
-    p.add_argument("--prune-margin", type=float, default=0.5,
-                   help="a short first measurement this much slower than the best so far is pruned (default 0.5 = 50%%)")
+    p.add_argument("--prune-margin", type=float, default=DEFAULT_PRUNE_MARGIN,
+                   help=f"a short first measurement this much slower than the best so far is pruned "
+                        f"(default {DEFAULT_PRUNE_MARGIN} = {DEFAULT_PRUNE_MARGIN * 100:.0f}%%)")
     p.add_argument("--noise-retries", type=int, default=1, metavar="N",
                    help="re-run a trial timed while other processes used its CPUs, up to N times (default 1)")
     p.add_argument("--noise-wait", type=float, default=3.0, metavar="SECONDS",
@@ -99,7 +109,7 @@ def build_options(args: argparse.Namespace):
         raise UserError("--trials must be at least 1")
     if args.finalists < 0:
         raise UserError("--finalists must be 0 (off) or more")
-    if args.finalists and args.finalist_rounds < 3:
+    if args.finalists and args.finalist_rounds < MIN_FINALIST_ROUNDS:
         raise UserError("--finalist-rounds must be at least 3: fewer fresh processes cannot show a significant speedup")
     if args.skip_dominated < 0 or 0 < args.skip_dominated <= 1:
         raise UserError("--skip-dominated must be above 1 (e.g. 3), or 0 to run every proposal")
@@ -139,7 +149,7 @@ def build_options(args: argparse.Namespace):
 
 
 def print_outcome(outcome) -> None:
-    from tuner.search.study import describe_config
+    from tuner.vocabulary import describe_config
 
     w = outcome.workload
     counts: dict[str, int] = {}
@@ -180,7 +190,7 @@ def print_outcome(outcome) -> None:
 def print_front(front: list) -> None:
     """The latency-throughput Pareto front, lowest latency first."""
     from tuner.search.pareto import throughput_of
-    from tuner.search.study import describe_config
+    from tuner.vocabulary import describe_config
 
     if not front:
         print("   no configuration passed; see `tuner history` for the reasons")

@@ -7,6 +7,7 @@ import json
 import sys
 
 from tuner.cli.common import add_db_argument
+from tuner.vocabulary import SINGLE_OBJECTIVES
 
 
 def add_parser(subparsers) -> None:
@@ -14,7 +15,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--seq-len", type=int, default=None, help="which tuned length (required by env/shell when several)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--objective", default="p50", choices=["p50", "p90", "p99", "throughput"])
+    p.add_argument("--objective", default="p50", choices=SINGLE_OBJECTIVES)
     p.add_argument("--format", default="json", choices=["json", "env", "shell"],
                    help="json: everything; env: unset/export lines to eval; shell: a command prefix (one per instance)")
     add_db_argument(p)

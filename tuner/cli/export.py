@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from tuner.cli.common import add_db_argument
+from tuner.vocabulary import SINGLE_OBJECTIVES
 
 
 def add_parser(subparsers) -> None:
@@ -15,7 +16,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--seq-len", type=int, default=None, help="which tuned length (required when several)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--objective", default="p50", choices=["p50", "p90", "p99", "throughput"])
+    p.add_argument("--objective", default="p50", choices=SINGLE_OBJECTIVES)
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     add_db_argument(p)

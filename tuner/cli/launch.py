@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from tuner.cli.common import add_db_argument
+from tuner.vocabulary import SINGLE_OBJECTIVES
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +21,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--seq-len", type=int, default=None, help="which tuned length (required when several)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--objective", default="p50", choices=["p50", "p90", "p99", "throughput"])
+    p.add_argument("--objective", default="p50", choices=SINGLE_OBJECTIVES)
     p.add_argument("--instance", type=int, default=None,
                    help="throughput winners: run only this instance (0-based) instead of all of them")
     p.add_argument("--verbose", "-v", action="store_true", help="print what is applied (to stderr) first")

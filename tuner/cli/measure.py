@@ -19,6 +19,7 @@ from typing import Any
 
 from tuner.cli.common import format_accuracy, format_ms
 from tuner.errors import UserError
+from tuner.vocabulary import SINGLE_OBJECTIVES
 
 
 def add_parser(subparsers) -> None:
@@ -29,7 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a configuration key (repeat); e.g. backend=torch, threads=1, allocator=jemalloc")
-    p.add_argument("--objective", default=None, choices=["p50", "p90", "p99", "throughput"],
+    p.add_argument("--objective", default=None, choices=SINGLE_OBJECTIVES,
                    help="which space the keys come from (default: throughput when instances is set, else p50)")
     p.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
                    help="time for at least this long after warm-up (default 1.0)")
@@ -138,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(config: dict[str, Any], workload, result, plan) -> None:
-    from tuner.search.study import describe_config
     from tuner.trial.probe import summary
+    from tuner.vocabulary import describe_config
 
     print(f"{describe_config(config)}, seq {workload.seq_len}, batch {workload.batch}")
     print(f"  status     {result.status}" + (f": {result.reason}" if result.reason else ""))

@@ -14,8 +14,9 @@ import sys
 
 from tuner.cli.common import add_db_argument, format_ms
 from tuner.errors import UserError
+from tuner.vocabulary import DEFAULT_FINALIST_ROUNDS, MIN_FINALIST_ROUNDS, SINGLE_OBJECTIVES
 
-DEFAULT_ROUNDS = 5
+DEFAULT_ROUNDS = DEFAULT_FINALIST_ROUNDS
 EXIT_NO_LONGER_HOLDS = 3
 
 
@@ -25,9 +26,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--seq-len", type=int, default=None, help="which tuned length (default: every stored one)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--objective", default="p50", choices=["p50", "p90", "p99", "throughput"])
+    p.add_argument("--objective", default="p50", choices=SINGLE_OBJECTIVES)
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
-                   help=f"fresh processes for each of the two (default {DEFAULT_ROUNDS}, at least 3)")
+                   help=f"fresh processes for each of the two (default {DEFAULT_ROUNDS}, at least {MIN_FINALIST_ROUNDS})")
     p.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
                    help="time each run for at least this long, after warm-up (default 1.0)")
     p.add_argument("--noise-retries", type=int, default=1, metavar="N",
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.search.lock import MachineLock
     from tuner.store import Store
 
-    if args.rounds < 3:
+    if args.rounds < MIN_FINALIST_ROUNDS:
         raise UserError("--rounds must be at least 3: fewer fresh processes cannot bound a speedup")
     if args.min_time <= 0:
         raise UserError("--min-time must be positive, e.g. 1.0")
@@ -76,11 +77,12 @@ def _verify_one(args: argparse.Namespace, store, model, machine, best) -> bool:
     from tuner.model import DEFAULT_EVAL_TEXTS
     from tuner.search import finalists as F
     from tuner.search.quiet import QuietRunner
-    from tuner.search.study import config_key, describe_config, space_objective
+    from tuner.search.study import space_objective
     from tuner.space import load_space
     from tuner.trial import spec as S
     from tuner.trial.accuracy import Guard
     from tuner.trial.runner import TrialRunner
+    from tuner.vocabulary import config_key, describe_config
 
     trial = store.trial_by_id(best.trial_id)
     study = next(s for s in store.studies(fingerprint=machine.fingerprint) if s.id == trial.study_id)

@@ -29,7 +29,7 @@ def environment(base: Mapping[str, str], env: dict[str, str], unset: list[str]) 
 
 def describe(best: BestConfig, instance: int | None = None) -> list[str]:
     """What ``launch`` applies, one item per line (``--verbose``)."""
-    from tuner.search.study import describe_config
+    from tuner.vocabulary import describe_config
 
     slots = best.instances or [(best.prefix, best.env)]
     chosen = range(len(slots)) if instance is None else [instance]

@@ -111,7 +111,7 @@ def best_configs(
     from tuner.hardware import detect
     from tuner.model import resolve_model
     from tuner.store import Store
-    from tuner.trial.libraries import MissingLibraryError
+    from tuner.hardware.libraries import MissingLibraryError
     from tuner.trial.plan import plan_instances
 
     machine = detect()

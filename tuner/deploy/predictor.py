@@ -26,7 +26,7 @@ from tuner.errors import UserError
 
 if TYPE_CHECKING:
     from tuner.backends.base import Predictor
-    from tuner.trial.spec import ModelRef
+    from tuner.model import ModelRef
 
 
 class RuntimeSettingsWarning(RuntimeWarning):

@@ -12,17 +12,15 @@ that builds it.
 from __future__ import annotations
 
 from tuner.envs._declared import EnvDecl, declared_envs, env_for_backend
-from tuner.envs._venv import (
+from tuner.envs._venv import create_env, remove_env, worker_python
+from tuner.space.environments import (
     MANIFEST_FILE,
     WORKER_PACKAGES,
     EnvState,
-    create_env,
     env_dir,
     env_state,
     env_unavailable_reason,
     envs_root,
-    remove_env,
-    worker_python,
 )
 
 __all__ = [

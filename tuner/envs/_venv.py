@@ -22,92 +22,28 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tuner
-from tuner import paths
+from tuner._version import __version__
 from tuner.envs._declared import env_for_backend, lookup
 from tuner.errors import UserError
+from tuner.space.environments import (
+    MANIFEST_FILE,
+    READY,
+    EnvState,
+    env_dir,
+    env_state,
+    envs_root,
+    project_name,
+    requested_packages,
+)
 from tuner.space.schema import EnvDecl
 
-MANIFEST_FILE = "tuner-env.json"
-# What the trial worker itself imports besides the backend's packages
-# (tuner.trial.noise reads CPU load with psutil; every backend hands numpy arrays).
-WORKER_PACKAGES: tuple[str, ...] = ("numpy", "psutil")
 # The .pth that puts a source checkout of the tuner on the environment's sys.path.
 _LINK_FILE = "tuner-source.pth"
-
-READY, ABSENT, INCOMPLETE, STALE, BUILDING = "ready", "absent", "incomplete", "stale", "building"
-
-
-def envs_root() -> Path:
-    """``$TUNER_ENVS_DIR``, else ``<cache dir>/envs`` (the override lets a throwaway
-    cache, as in the tests, still use environments built once)."""
-    override = os.environ.get("TUNER_ENVS_DIR")
-    return Path(override) if override else paths.cache_dir() / "envs"
-
-
-def env_dir(name: str) -> Path:
-    return envs_root() / name
-
-
-@dataclass
-class EnvState:
-    name: str
-    status: str  # ready | absent | incomplete | stale | building
-    path: Path
-    manifest: dict[str, Any] = field(default_factory=dict)
-    why: str = ""  # for a status other than ready: what is wrong
-
-    @property
-    def python(self) -> Path:
-        return self.path / "bin" / "python"
-
-
-def _create_hint(name: str) -> str:
-    return f"run `tuner env create {name}`"
-
-
-def env_state(decl: EnvDecl) -> EnvState:
-    folder = env_dir(decl.name)
-    manifest_path = folder / MANIFEST_FILE
-    if not folder.exists():
-        return EnvState(decl.name, ABSENT, folder, why=f"its environment {decl.name!r} does not exist: "
-                                                        f"{_create_hint(decl.name)}")
-    if not manifest_path.is_file():
-        if _building(decl.name):
-            return EnvState(decl.name, BUILDING, folder,
-                            why=f"its environment {decl.name!r} is being built (`tuner env create {decl.name}`)")
-        return EnvState(decl.name, INCOMPLETE, folder,
-                        why=f"its environment {decl.name!r} was never finished: {_create_hint(decl.name)} again")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        return EnvState(decl.name, INCOMPLETE, folder, why=f"its environment {decl.name!r} has an unreadable "
-                                                            f"{MANIFEST_FILE} ({exc}): {_create_hint(decl.name)} again")
-    wanted = _requested(decl)
-    if manifest.get("packages") != wanted:
-        return EnvState(decl.name, STALE, folder, manifest,
-                        why=f"its environment {decl.name!r} was built for other packages "
-                            f"({', '.join(manifest.get('packages') or [])}): {_create_hint(decl.name)} to rebuild it")
-    link = manifest.get("tuner_link")
-    if link == "copy" and manifest.get("tuner_version") != tuner.__version__:
-        return EnvState(decl.name, STALE, folder, manifest,
-                        why=f"its environment {decl.name!r} holds tuner {manifest.get('tuner_version')}, this is "
-                            f"{tuner.__version__}: {_create_hint(decl.name)} to rebuild it")
-    if not (folder / "bin" / "python").exists():
-        return EnvState(decl.name, INCOMPLETE, folder, manifest,
-                        why=f"its environment {decl.name!r} has no bin/python: {_create_hint(decl.name)} again")
-    return EnvState(decl.name, READY, folder, manifest)
-
-
-def env_unavailable_reason(decl: EnvDecl) -> str | None:
-    """Why a backend that runs in ``decl`` cannot run now (None: it can). Reads files only."""
-    state = env_state(decl)
-    return None if state.status == READY else state.why
-
+# The tuner package folder this code runs from.
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 def worker_python(config: dict[str, Any]) -> str | None:
     """The interpreter ``config``'s trial runs with: None for the tuner's own, else the
@@ -124,25 +60,9 @@ def worker_python(config: dict[str, Any]) -> str | None:
     return str(state.python)
 
 
-def _requested(decl: EnvDecl) -> list[str]:
-    """The packages a build installs: the declaration's, then the worker's own."""
-    names = {_project_name(p) for p in decl.packages}
-    return [*decl.packages, *(p for p in WORKER_PACKAGES if _project_name(p) not in names)]
-
-
-def _project_name(requirement: str) -> str:
-    for i, char in enumerate(requirement):
-        if not (char.isalnum() or char in "-_."):
-            return requirement[:i].lower().replace("_", "-")
-    return requirement.lower().replace("_", "-")
-
-
-# --- building ----------------------------------------------------------------------
-
-
 def _tuner_source() -> Path | None:
     """The source checkout the running tuner comes from (None: an installed wheel)."""
-    root = Path(tuner.__file__).resolve().parent.parent
+    root = _PACKAGE.parent
     if (root / "pyproject.toml").is_file() and (root / "search_spaces").is_dir():
         return root
     return None
@@ -161,21 +81,6 @@ def _run(argv: Sequence[str], quiet: bool) -> None:
         tail = "\n".join(output.strip().splitlines()[-15:])
         raise UserError(f"`{' '.join(argv[:4])} ...` failed with exit code {done.returncode}"
                         + (f":\n{tail}" if tail else " (its output is above)"))
-
-
-def _building(name: str) -> bool:
-    """Whether a `tuner env create NAME` holds the lock now (then a folder without a
-    manifest is a build in progress, not a dead one)."""
-    lock = envs_root() / ".locks" / f"{name}.lock"
-    if not lock.exists():
-        return False
-    with open(lock) as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    return False
 
 
 @contextmanager
@@ -215,7 +120,7 @@ def create_env(name: str, *, force: bool = False, find_links: Sequence[str] = ()
             python = str(folder / "bin" / "python")
             pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
             pip += [arg for link in find_links for arg in ("--find-links", link)]
-            _run([*pip, *_requested(decl)], quiet=quiet)
+            _run([*pip, *requested_packages(decl)], quiet=quiet)
             link = _link_tuner(python)
             installed = _check_imports(python, decl)
         except BaseException:
@@ -226,10 +131,10 @@ def create_env(name: str, *, force: bool = False, find_links: Sequence[str] = ()
         manifest = {
             "name": name,
             "backends": backends,
-            "packages": _requested(decl),
+            "packages": requested_packages(decl),
             "installed": installed,
             "tuner_link": link,
-            "tuner_version": tuner.__version__,
+            "tuner_version": __version__,
             "python": python_version,
             "build_seconds": round(time.time() - started, 1),
             "size_bytes": _size(folder),
@@ -263,7 +168,7 @@ def _link_tuner(python: str) -> str:
     if source is not None:
         (site / _LINK_FILE).write_text(f"{source}\n")
         return str(source)
-    shutil.copytree(Path(tuner.__file__).resolve().parent, site / "tuner",
+    shutil.copytree(_PACKAGE, site / "tuner",
                     ignore=shutil.ignore_patterns("__pycache__"))
     return "copy"
 
@@ -288,7 +193,7 @@ def _check_imports(python: str, decl: EnvDecl) -> dict[str, str]:
     installs but cannot load on this CPU fails here, not in every trial); returns the
     versions of the declared packages."""
     modules = ["tuner.trial.worker", *decl.imports]
-    names = [_project_name(p) for p in _requested(decl)]
+    names = [project_name(p) for p in requested_packages(decl)]
     done = subprocess.run([python, "-c", _CHECK, *modules], input=json.dumps(names), capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-8:])

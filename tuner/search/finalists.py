@@ -14,7 +14,6 @@ candidate.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,12 +22,7 @@ from tuner.search import objective as objectives
 from tuner.search.pareto import throughput_of
 from tuner.search.stats import Speedup, latency_speedup, rate_speedup
 from tuner.trial import spec as S
-
-DEFAULT_FINALISTS = 3
-# Fresh processes per finalist and for the default. A 95% interval from 3 per side
-# contained the true speedup in 87% of simulated studies with this VM's spread
-# between processes, from 5 in 93% (benchmarks/ci_coverage.py, docs/measurement.md).
-DEFAULT_ROUNDS = 5
+from tuner.vocabulary import config_key
 
 
 @dataclass
@@ -72,9 +66,6 @@ class Decision:
     verdicts: list[Verdict]
     summary: str
 
-
-def config_key(config: dict[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True)
 
 
 def pick(trials: Sequence[Any], objective: str, k: int, default_config: dict[str, Any]) -> list[Any]:

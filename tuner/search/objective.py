@@ -3,9 +3,9 @@ or trades off (pareto: median latency down and throughput up at once, a front)."
 
 from __future__ import annotations
 
-OBJECTIVES = ("p50", "p90", "p99", "throughput", "pareto")
-# The values a multi-objective ("pareto") study tells Optuna, in this order.
-PARETO_VALUES = ("p50", "throughput")
+from tuner.vocabulary import OBJECTIVES
+
+__all__ = ["OBJECTIVES", "better", "direction", "directions", "throughput", "unit", "value_of"]
 
 
 def directions(objective: str) -> list[str]:
@@ -39,12 +39,6 @@ def value_of(objective: str, stats: dict[str, float], batch: int) -> float:
         return throughput(stats, batch)
     raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
 
-
-def values_of(objective: str, stats: dict[str, float], batch: int) -> list[float]:
-    """Every value Optuna is told for this objective."""
-    if objective == "pareto":
-        return [stats["median"], throughput(stats, batch)]
-    return [value_of(objective, stats, batch)]
 
 
 def better(objective: str, a: float, b: float) -> bool:

@@ -24,19 +24,18 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import warnings
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from tuner.vocabulary import STRATEGIES, config_key
 
 if TYPE_CHECKING:
     import optuna
 
     from tuner.space import Space
 
-STRATEGIES = ("structured", "tpe", "random")
-DEFAULT_STRATEGY = "structured"
 # TPE needs a few observations beyond the warm start to model the good region.
 _STRUCTURED_MIN_STARTUP = 4
 # The local search explores around this many of the best configurations measured:
@@ -46,10 +45,6 @@ LOCAL_CENTRES = 5
 # Combinations are formed from at most this many of a centre's best changes (2^n).
 MAX_COMBINED = 5
 
-
-def config_key(config: dict[str, Any]) -> str:
-    """A configuration as a string that is equal exactly when the configurations are."""
-    return json.dumps(config, sort_keys=True)
 
 
 def warm_start(space: "Space") -> list[dict[str, Any]]:

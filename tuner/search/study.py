@@ -19,21 +19,30 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from tuner.errors import UserError
 from tuner.search import finalists as F
 from tuner.search import objective as objectives
 from tuner.search.quiet import QuietRunner
-from tuner.search.strategy import DEFAULT_STRATEGY, STRATEGIES, Measured, config_key
+from tuner.search.strategy import Measured
+from tuner.store import trial_fields
 from tuner.trial import spec as S
 from tuner.trial.accuracy import Guard
 from tuner.trial.launch import RuntimePlan
 from tuner.trial.probe import differences
-from tuner.store import trial_fields
 from tuner.trial.runner import TrialRunner
+from tuner.vocabulary import (
+    DEFAULT_FINALIST_ROUNDS,
+    DEFAULT_FINALISTS,
+    DEFAULT_PRUNE_MARGIN,
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    config_key,
+)
 
 # Statuses that do not consume the trial budget: a duplicate re-uses a measurement,
 # an interrupted trial is queued again.
@@ -71,9 +80,9 @@ class TuneOptions:
     strategy: str = DEFAULT_STRATEGY
     max_memory_mb: float | None = None  # constraint: peak RSS of the worker
     prune: bool = True  # early stopping after a short first measurement
-    prune_margin: float = 0.5  # "clearly slower": a short median this much above the best
-    finalists: int = F.DEFAULT_FINALISTS  # re-measured at the end (0: the search's best wins)
-    finalist_rounds: int = F.DEFAULT_ROUNDS  # fresh processes per finalist, and for the default
+    prune_margin: float = DEFAULT_PRUNE_MARGIN  # "clearly slower": a short median this much above the best
+    finalists: int = DEFAULT_FINALISTS  # re-measured at the end (0: the search's best wins)
+    finalist_rounds: int = DEFAULT_FINALIST_ROUNDS  # fresh processes per finalist, and for the default
     noise_check: bool = True  # check the machine before each trial
     noise_retries: int = 1  # re-runs of a trial timed while the machine was noisy
     noise_wait_s: float = 3.0  # how long a run waits for a busy machine to calm down
@@ -101,12 +110,6 @@ class StudyOutcome:
     pareto: list = field(default_factory=list)  # TrialRecords on the latency-throughput front
 
 
-def describe_config(config: dict) -> str:
-    """A one-line, human summary of a configuration."""
-    head = f"{config.get('backend')} {config.get('precision', '')}".strip()
-    rest = [f"{k}={v}" for k, v in config.items() if k not in ("backend", "precision")]
-    return f"{head} ({', '.join(rest)})" if rest else head
-
 
 def space_objective(objective: str) -> str:
     """The objective whose space a study searches. A pareto study searches the
@@ -118,7 +121,7 @@ def space_objective(objective: str) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _wall_s(row) -> float:

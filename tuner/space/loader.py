@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuner.errors import SpaceFileError, UserError
+from tuner.space.environments import env_unavailable_reason
 from tuner.space.requirements import unmet
 from tuner.space.schema import COMMON, DimensionDecl, SpaceFile, read_space_file
 from tuner.space.space import Dimension, Pruned, Space
@@ -158,8 +159,6 @@ def load_space(machine: "MachineInfo", directory: Path | None = None,
         why_not = unmet(spec.requires, machine)
         if spec.env is not None and not why_not:
             # Its packages live in its own environment (tuner.envs), not in this one.
-            from tuner.envs import env_unavailable_reason
-
             env_why = env_unavailable_reason(spec.env)
             if env_why:
                 why_not.append(env_why)

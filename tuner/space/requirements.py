@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tuner.hardware.cpu import isa_names_for
-from tuner.trial.libraries import why_missing
+from tuner.hardware.libraries import why_missing
 
 if TYPE_CHECKING:
     from tuner.hardware import MachineInfo
@@ -28,13 +28,13 @@ class Requirements:
     executables: tuple[str, ...] = ()  # all on PATH
     modules: tuple[str, ...] = ()  # all importable (dotted names allowed)
     gpu: bool = False  # an NVIDIA GPU NVML can see
-    libraries: tuple[str, ...] = ()  # all found (tuner.trial.libraries: jemalloc, tcmalloc, iomp5)
+    libraries: tuple[str, ...] = ()  # all found (tuner.hardware.libraries: jemalloc, tcmalloc, iomp5)
 
     def __bool__(self) -> bool:
         return bool(self.isa_any or self.executables or self.modules or self.gpu or self.libraries)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def module_available(name: str) -> bool:
     """Whether ``import name`` would find the module, without importing it.
 
@@ -53,7 +53,7 @@ def module_available(name: str) -> bool:
     return spec is not None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def executable_available(name: str) -> bool:
     return shutil.which(name) is not None
 

@@ -7,26 +7,21 @@ raised as ``SpaceFileError`` with the file's path and the problem on one line.
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from tuner.errors import SpaceFileError
 from tuner.hardware.cpu import KNOWN_ISA
-from tuner.search.objective import OBJECTIVES
+from tuner.hardware.libraries import LIBRARIES
 from tuner.space.requirements import Requirements
-from tuner.trial.libraries import LIBRARIES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 uses the backport
-    import tomli as tomllib
+from tuner.vocabulary import OBJECTIVES
 
 FORMAT = 1
 COMMON = "common"  # common.toml: the knobs every backend shares
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 
 # Symbolic int bounds, resolved against the machine when the space is loaded.
 SYMBOLS = {

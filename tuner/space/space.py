@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
 import random
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import UserError
 from tuner.space.schema import Scalar, _same_kind, _toml

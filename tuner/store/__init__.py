@@ -8,11 +8,9 @@ Importing this package is cheap: SQLAlchemy and Alembic load in ``Store.open``.
 """
 
 from tuner.store._records import (
-    OBJECTIVES,
     REPLAY_KINDS,
     REPLAY_ROLES,
     STUDY_STATUSES,
-    TRIAL_STATUSES,
     BestRecord,
     MachineRecord,
     ModelRecord,
@@ -22,6 +20,7 @@ from tuner.store._records import (
     trial_fields,
 )
 from tuner.store._store import DuplicateTrialError, Store
+from tuner.vocabulary import OBJECTIVES, TRIAL_STATUSES
 
 __all__ = [
     "OBJECTIVES",

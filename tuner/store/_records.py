@@ -11,16 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tuner.trial import spec as S
-
 if TYPE_CHECKING:
     from tuner.trial.spec import TrialResult
 
-# Every status a trial row may carry (see tuner.trial.spec for their meaning).
-TRIAL_STATUSES: tuple[str, ...] = (
-    S.OK, S.REJECTED, S.INVALID, S.UNSUPPORTED, S.ERROR, S.CRASHED, S.TIMEOUT, S.INTERRUPTED, S.DUPLICATE,
-    S.PRUNED, S.SKIPPED,
-)
 # Why a configuration was re-measured outside the search: as a finalist of a study,
 # by `tuner verify`, or as a further pass over a benchmark's grid
 # (benchmarks/search_efficiency.py); and whether that run was the stock default or
@@ -28,9 +21,6 @@ TRIAL_STATUSES: tuple[str, ...] = (
 REPLAY_KINDS: tuple[str, ...] = ("finalist", "verify", "grid")
 REPLAY_ROLES: tuple[str, ...] = ("default", "candidate")
 STUDY_STATUSES: tuple[str, ...] = ("running", "done")
-# "pareto": latency (p50) and throughput at once, a multi-objective study with a front, no single best.
-OBJECTIVES: tuple[str, ...] = ("p50", "p90", "p99", "throughput", "pareto")
-TASKS: tuple[str, ...] = ("embedding", "classification")
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.errors import StoreError
 from tuner.store._records import (
-    OBJECTIVES,
     REPLAY_KINDS,
     REPLAY_ROLES,
     STUDY_STATUSES,
-    TRIAL_STATUSES,
     BestRecord,
     MachineRecord,
     ModelRecord,
@@ -36,6 +34,7 @@ from tuner.store._records import (
     StudyRecord,
     TrialRecord,
 )
+from tuner.vocabulary import OBJECTIVES, TRIAL_STATUSES
 
 if TYPE_CHECKING:
     from sqlalchemy import Select

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.trial import libraries
+from tuner.hardware import libraries
 
 # Every variable a knob may set. Trials and deployments start from the caller's
 # environment without these, then add what the configuration asks for, so a stray

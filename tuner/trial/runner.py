@@ -15,10 +15,11 @@ from pathlib import Path
 
 from tuner import paths
 from tuner.errors import UserError
+from tuner.hardware.libraries import MissingLibraryError
+from tuner.model import ModelRef
 from tuner.trial import spec as S
 from tuner.trial.forkserver import ForkServers
 from tuner.trial.launch import RuntimePlan, run_worker, run_workers
-from tuner.trial.libraries import MissingLibraryError
 from tuner.trial.plan import plan_instances, threads_per_instance
 from tuner.trial.probe import differences
 from tuner.trial.throughput import combine
@@ -29,7 +30,7 @@ _PRELOAD_ERROR = "from LD_PRELOAD cannot be preloaded"
 
 @dataclass
 class TrialRunner:
-    model: S.ModelRef
+    model: ModelRef
     machine: object  # tuner.hardware.MachineInfo
     eval_texts: list[str]
     measure: S.MeasureSettings = field(default_factory=S.MeasureSettings)

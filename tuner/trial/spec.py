@@ -11,31 +11,23 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tuner.model import ModelRef
+from tuner.vocabulary import TrialStatus
+
 SPEC_VERSION = 1
 
-# Statuses a worker itself can report.
-OK = "ok"
-UNSUPPORTED = "unsupported"  # the backend cannot run this configuration
-ERROR = "error"  # an exception inside the worker
-# Statuses only the parent assigns.
-CRASHED = "crashed"  # exited or was killed by a signal without a result
-TIMEOUT = "timeout"
-INVALID = "invalid"  # effective settings differ from the requested ones
-REJECTED = "rejected"  # measured, but below the accuracy guard
-INTERRUPTED = "interrupted"  # the tuner itself died during the trial
-DUPLICATE = "duplicate"  # same configuration as an earlier trial; result reused
-SKIPPED = "skipped"  # not run: its backend is far slower than the best so far (structured search)
-PRUNED = "pruned"  # stopped after its short first measurement: clearly slower than the best so far
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model resolved to a local folder, with a hash of what it contains."""
-
-    model_id: str  # what the user typed
-    path: str  # local folder with config.json and weights
-    content_hash: str  # sha256 over config, weights and tokenizer files
-    task: str  # "embedding" (encoder, mean-pooled) or "classification"
+# The statuses, by their old names (tuner.vocabulary.TrialStatus is the one list).
+OK = TrialStatus.OK
+UNSUPPORTED = TrialStatus.UNSUPPORTED
+ERROR = TrialStatus.ERROR
+CRASHED = TrialStatus.CRASHED
+TIMEOUT = TrialStatus.TIMEOUT
+INVALID = TrialStatus.INVALID
+REJECTED = TrialStatus.REJECTED
+INTERRUPTED = TrialStatus.INTERRUPTED
+DUPLICATE = TrialStatus.DUPLICATE
+SKIPPED = TrialStatus.SKIPPED
+PRUNED = TrialStatus.PRUNED
 
 
 @dataclass(frozen=True)

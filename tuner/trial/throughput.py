@@ -12,8 +12,9 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tuner.trial import spec as S
 from tuner.trial.measure import summarize
