@@ -4,7 +4,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from tuner.trial import libraries
+from tuner.hardware import libraries
 
 
 def test_the_project_setup_installs_all_three():
