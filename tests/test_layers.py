@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tuner"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "paths", "vocabulary", "_version"),
     ("hardware",),
+    ("hub",),
     ("model",),
     ("space",),
     ("envs",),
@@ -35,11 +36,16 @@ LAYERS: list[tuple[str, ...]] = [
 LAYER_OF = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 
 
-def unit_of(module: str) -> str:
-    """``tuner.search.study`` -> ``search``; ``tuner`` itself -> ``__init__``."""
+def unit_of(module: str, package: Path = PACKAGE) -> str:
+    """``tuner.search.study`` -> ``search``; ``tuner`` itself, or a name the façade
+    defines (``from tuner import __version__``) -> ``__init__``."""
     parts = module.split(".")
     assert parts[0] == "tuner", module
-    return parts[1] if len(parts) > 1 else "__init__"
+    if len(parts) == 1:
+        return "__init__"
+    if (package / parts[1]).is_dir() or (package / f"{parts[1]}.py").is_file():
+        return parts[1]
+    return "__init__"
 
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:

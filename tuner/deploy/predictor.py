@@ -36,18 +36,30 @@ class RuntimeSettingsWarning(RuntimeWarning):
 @dataclass
 class TunedPredictor:
     """Call it with a text or a list of texts: mean-pooled embeddings (encoders) or
-    logits (classifiers) as float32 numpy, one row per text."""
+    logits (classifiers) as float32 numpy, one row per text.
 
-    model: "ModelRef"
+    ``config`` is the winning configuration, ``seq_len`` and ``batch`` the tuned
+    workload (texts are padded to ``seq_len`` and run ``batch`` at a time), and
+    ``runtime_differences`` what this process lacks of the winner's process-level
+    settings (empty under ``tuner launch``).
+    """
+
+    model: "ModelRef" = field(repr=False)
     config: dict[str, Any]
     seq_len: int
     batch: int
-    backend_predictor: "Predictor"
+    _backend: "Predictor" = field(repr=False)
     runtime_differences: list[str] = field(default_factory=list)
 
     @property
     def task(self) -> str:
+        """``embedding`` or ``classification``: what a call returns."""
         return self.model.task
+
+    @property
+    def model_path(self) -> str:
+        """The local folder the model was loaded from."""
+        return self.model.path
 
     def _inputs(self, texts: list[str]) -> dict[str, np.ndarray]:
         from tuner.model import load_tokenizer
@@ -63,7 +75,7 @@ class TunedPredictor:
         from tuner.trial.accuracy import summarize_output
 
         single = isinstance(texts, str)
-        items = [texts] if single else list(texts)
+        items: list[str] = [texts] if isinstance(texts, str) else [str(t) for t in texts]
         if not items:
             raise ValueError("no texts to run")
         rows = []
@@ -71,7 +83,7 @@ class TunedPredictor:
             chunk = items[start:start + self.batch]
             padded = chunk + [chunk[-1]] * (self.batch - len(chunk))  # the tuned batch size, always
             inputs = self._inputs(padded)
-            p = self.backend_predictor
+            p = self._backend
             output = p.to_numpy(p.run(p.bind(inputs)))
             rows.append(summarize_output(self.task, output, inputs["attention_mask"])[: len(chunk)])
         result = np.concatenate(rows, axis=0)

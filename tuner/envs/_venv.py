@@ -72,14 +72,13 @@ def _run(argv: Sequence[str], quiet: bool) -> None:
     """Run a build step, its output on the terminal (pip's progress is the feedback a
     several-GB download needs), or captured and shown only when it fails."""
     if quiet:
-        done = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        output = done.stdout
+        captured = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        returncode, output = captured.returncode, captured.stdout
     else:
-        done = subprocess.run(list(argv))
-        output = ""
-    if done.returncode != 0:
+        returncode, output = subprocess.run(list(argv)).returncode, ""
+    if returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-15:])
-        raise UserError(f"`{' '.join(argv[:4])} ...` failed with exit code {done.returncode}"
+        raise UserError(f"`{' '.join(argv[:4])} ...` failed with exit code {returncode}"
                         + (f":\n{tail}" if tail else " (its output is above)"))
 
 
