@@ -84,6 +84,6 @@ done
 
 PGPASSWORD="$password" "$bindir/psql" -h 127.0.0.1 -p "$port" -U tuner -d postgres -v ON_ERROR_STOP=1 -q \
   -c "CREATE DATABASE tuner" >&2
-echo "start-postgres: PostgreSQL $("$bindir/postgres" --version | awk '{print $NF}') on 127.0.0.1:$port, data in $dir" >&2
+echo "start-postgres: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port, data in $dir" >&2
 echo "export TUNER_TEST_POSTGRES_URL='postgresql+psycopg://tuner:$password@127.0.0.1:$port/tuner'"
 echo "export TUNER_TEST_POSTGRES_DIR='$dir'"

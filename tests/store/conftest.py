@@ -1,4 +1,11 @@
-"""Fixtures for the store tests: real SQLite files in tmp_path, no mocks."""
+"""Fixtures for the store tests: one suite, run on SQLite and on PostgreSQL.
+
+``db_url`` is parametrized over both, as Optuna's ``StorageSupplier`` is: a real
+SQLite file in tmp_path, or a fresh database of its own on the test server
+(tests/postgres_helpers.py; skipped with the command that starts one when there is
+no server). ``db_path`` stays for what only SQLite has: a file, WAL, a lock.
+No mocks.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +17,27 @@ import pytest
 
 from tuner.store import Store, StudyRecord
 
+BACKENDS = ("sqlite", "postgresql")
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "tuner.db"
 
 
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """An empty database: a SQLite file (not yet made, in a folder that is) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{db_path}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{db_path}") as opened:
+def store(db_url: str) -> Iterator[Store]:
+    with Store.open(db_url) as opened:
         yield opened
 
 

@@ -1,13 +1,13 @@
-"""Optuna's RDBStorage and the store share one database file: both schemas coexist,
-each with its own Alembic version table, in whichever order they are created."""
+"""Optuna's RDBStorage and the store share one database (a SQLite file, a PostgreSQL
+database): both schemas coexist, each with its own Alembic version table, in
+whichever order they are created."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import optuna
 import pytest
+from sqlalchemy import inspect, text
+from store_helpers import raw_engine
 
 from tuner.store import Store
 from tuner.store._schema import SCHEMA_HEAD, VERSION_TABLE
@@ -22,11 +22,15 @@ def _run_optuna(url: str, name: str) -> optuna.storages.RDBStorage:
     return storage
 
 
-def _check_both(path: Path, storage: optuna.storages.RDBStorage, optuna_trials: int) -> None:
-    with sqlite3.connect(path) as raw:
-        names = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        ours = [r[0] for r in raw.execute(f"SELECT version_num FROM {VERSION_TABLE}")]
-        theirs = [r[0] for r in raw.execute("SELECT version_num FROM alembic_version")]
+def _check_both(url: str, storage: optuna.storages.RDBStorage, optuna_trials: int) -> None:
+    engine = raw_engine(url)
+    try:
+        names = set(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            ours = list(conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+            theirs = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    finally:
+        engine.dispose()
     assert {"studies", "trials", "alembic_version", "tuner_trials", VERSION_TABLE} <= names
     assert ours == [SCHEMA_HEAD]
     assert theirs == [storage.get_head_version()]
@@ -36,9 +40,8 @@ def _check_both(path: Path, storage: optuna.storages.RDBStorage, optuna_trials: 
 
 
 @pytest.mark.parametrize("store_first", [True, False], ids=["store-first", "optuna-first"])
-def test_optuna_and_the_store_share_a_database(db_path: Path, store_first: bool) -> None:
-    db_path.parent.mkdir(parents=True)
-    url = f"sqlite:///{db_path}"
+def test_optuna_and_the_store_share_a_database(db_url: str, store_first: bool) -> None:
+    url = db_url
     if store_first:
         store = Store.open(url)
         storage = _run_optuna(store.url, "s")
@@ -51,14 +54,14 @@ def test_optuna_and_the_store_share_a_database(db_path: Path, store_first: bool)
         study = store.get_or_create_study(machine, model, 16, 1, "p50", "space", "s", {})
         for frozen in optuna.load_study(study_name="s", storage=storage).trials:
             store.record_trial(study.id, frozen.number, config=frozen.params, status="ok", value=frozen.value)
-    _check_both(db_path, storage, 3)
+    _check_both(url, storage, 3)
 
     # A later run: Optuna adds trials and the store re-opens without migrating.
     _run_optuna(url, "s")
     with Store.open(url) as again:
         (study,) = again.studies()
         assert study.n_trials == 3
-    _check_both(db_path, storage, 6)
+    _check_both(url, storage, 6)
 
 
 def test_models_still_match_the_migrations_beside_optunas_tables(store: Store) -> None:

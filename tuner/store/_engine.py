@@ -9,17 +9,26 @@ works the same way.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from tuner import paths
 from tuner.errors import StoreError
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# The PostgreSQL driver the tuner installs (pip install "tuner[postgres]"): a bare
+# postgresql:// URL means it, not SQLAlchemy's default psycopg2.
+POSTGRES_DRIVER = "postgresql+psycopg"
+# Seconds to wait for a PostgreSQL server to answer a new connection (libpq's
+# connect_timeout). Put in the URL itself, so Optuna's engine on Store.url gets it too.
+CONNECT_TIMEOUT_S = 5
+# libpq drivers, which understand connect_timeout.
+_LIBPQ_DRIVERS = ("postgresql+psycopg", "postgresql+psycopg2")
 # How long a SQLite write waits for another process's write before giving up.
 BUSY_TIMEOUT_S = 30.0
 # Execution option that marks a connection as about to write (SQLite: BEGIN IMMEDIATE).
@@ -38,7 +47,9 @@ def resolve_url(url: str | None) -> URL:
     """The URL to open: ``None`` is the default database, a bare path means SQLite.
 
     A SQLite file path is made absolute, so ``Store.url`` opens the same file from any
-    working directory (Optuna in this process, a worker, ``tuner serve``).
+    working directory (Optuna in this process, a worker, ``tuner serve``). A bare
+    ``postgresql://`` gets the psycopg driver, and a libpq URL a connect timeout
+    (``CONNECT_TIMEOUT_S``) unless it sets one.
     """
     raw = paths.default_db_url() if url is None else url.strip()
     if raw == ":memory:":
@@ -48,8 +59,9 @@ def resolve_url(url: str | None) -> URL:
     try:
         parsed = make_url(raw)
     except ArgumentError:
+        shown = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", raw)  # user:password@ -> user:***@
         raise StoreError(
-            f"{raw!r} is not a database URL; pass --db sqlite:////path/to/tuner.db or postgresql://user@host/dbname"
+            f"{shown!r} is not a database URL; pass --db sqlite:////path/to/tuner.db or postgresql://user@host/dbname"
         ) from None
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         raise StoreError(
@@ -59,6 +71,10 @@ def resolve_url(url: str | None) -> URL:
     file = sqlite_file(parsed)
     if file is not None:
         parsed = parsed.set(database=str(file.expanduser().absolute()))
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername=POSTGRES_DRIVER)
+    if parsed.drivername in _LIBPQ_DRIVERS and "connect_timeout" not in parsed.query:
+        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT_S)})
     return parsed
 
 
@@ -72,13 +88,25 @@ def sqlite_file(url: URL) -> Path | None:
     return Path(database)
 
 
-def describe(url: URL) -> str:
-    """The URL as a message shows it: a file path for SQLite, no password otherwise."""
+def describe(url: URL | str) -> str:
+    """The URL as a message shows it: a file path for SQLite, no password otherwise.
+
+    libpq also takes a password in the query (``?password=...``): masked as well.
+    A string that is not a URL is shown as ``<not a database URL>``, since it may
+    still hold a password.
+    """
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return "<not a database URL>"
     file = sqlite_file(url)
     if file is not None:
         return str(file)
     if url.get_backend_name() == "sqlite":
         return f"sqlite in-memory database {url.database or ':memory:'}"
+    if "password" in url.query:
+        url = url.update_query_dict({"password": "***"})
     return url.render_as_string(hide_password=True)
 
 
@@ -113,6 +141,7 @@ def make_engine(url: URL) -> Engine:
             kwargs["connect_args"]["check_same_thread"] = False
     else:
         # A server that went away between two trials: test the connection first.
+        # (resolve_url put the connect timeout in the URL, so the driver gets it.)
         kwargs["pool_pre_ping"] = True
     try:
         engine = create_engine(url, **kwargs)
@@ -157,9 +186,30 @@ def _sqlite_hooks(engine: Engine, in_memory: bool) -> None:
 def is_environment_error(exc: BaseException) -> bool:
     """Errors the user's environment causes (a locked, unreadable, unreachable database).
 
-    Integrity and programming errors are bugs in the tuner and keep their traceback.
+    Integrity and programming errors are bugs in the tuner and keep their traceback,
+    except when no connection was made (no statement): then the URL is at fault,
+    e.g. ``?foo=bar``, which psycopg refuses as a ProgrammingError.
     """
+    if isinstance(exc, DBAPIError) and exc.statement is None:
+        return True
+    state = _sqlstate(exc)
+    if state is not None and state.startswith(_ENVIRONMENT_SQLSTATES):
+        return True
     return isinstance(exc, OperationalError) or type(exc) is DatabaseError
+
+
+# PostgreSQL error codes (SQLSTATE) that the server, the role or the database's other
+# contents cause: connection (08), login (28), no such database (3D), resources such
+# as a full disk (53), shutdown (57), system (58), a read-only standby (25006), no
+# right to create or write our tables (42501), a table of another program in the
+# way (42P07). psycopg raises some of them as ProgrammingError.
+_ENVIRONMENT_SQLSTATES = ("08", "28", "3D", "53", "57", "58", "25006", "42501", "42P07")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)  # psycopg 3, psycopg2
+    return state if isinstance(state, str) else None
 
 
 def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
@@ -184,10 +234,25 @@ def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
         if "disk" in text or "full" in text:
             return StoreError(f"cannot write the database {where} ({detail}); free some space or pass --db with another path")
         return StoreError(f"database error on {where} ({detail}); pass --db with another database")
+    # libpq prefixes the server's answer with where it tried: keep the answer.
+    if "FATAL:" in detail:
+        detail = " ".join(detail.split("FATAL:", 1)[1].split())
+    if "invalid connection option" in text or "invalid dsn" in text or 'missing "="' in text:
+        return StoreError(f"the database URL {where} is not valid for the driver ({detail}); fix --db")
+    state = _sqlstate(exc) or ""
+    if state == "42501":
+        return StoreError(
+            f"the database user of {where} may not create or write the tuner's tables ({detail}); "
+            "grant it the rights (e.g. GRANT CREATE ON SCHEMA public) or pass --db with another database"
+        )
+    if state == "25006":
+        return StoreError(f"the database server {where} is read-only ({detail}); pass --db with the primary server")
+    if state.startswith("53"):
+        return StoreError(f"the database server {where} is out of a resource ({detail}); free it or ask its admin")
     if "password authentication failed" in text or "no password supplied" in text:
         return StoreError(f"the database server {where} refused the login ({detail}); fix the user or password in --db")
     if "does not exist" in text and "database" in text:
-        return StoreError(f"{detail} on the server {where}; create it (createdb) or fix the name in --db")
+        return StoreError(f"{detail} on the server {where}; create it (createdb NAME) or fix the name in --db")
     if isinstance(exc, OperationalError) and any(s in text for s in _UNREACHABLE):
         return StoreError(
             f"cannot reach the database server {where} ({detail}); check that it is running and that --db is right"
@@ -199,5 +264,6 @@ def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
 _UNREACHABLE = (
     "connection refused", "could not connect", "connection failed", "connection to server", "timeout expired",
     "timed out", "name or service not known", "could not translate host", "no route to host",
-    "server closed the connection", "network is unreachable",
+    "server closed the connection", "network is unreachable", "terminating connection",
+    "the database system is shutting down", "the database system is starting up",
 )

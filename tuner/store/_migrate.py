@@ -18,6 +18,10 @@ from tuner.paths import migrations_dir
 from tuner.store._engine import WRITE_OPTION, describe
 from tuner.store._schema import SCHEMA_HEAD, VERSION_TABLE
 
+# The PostgreSQL advisory lock that serialises migrations (any fixed 64-bit number;
+# this one spells "tuner" in ASCII).
+MIGRATION_LOCK_KEY = 0x74756E6572
+
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
@@ -62,6 +66,11 @@ def migrate(engine: Engine, url: URL) -> None:
     # opening a fresh database migrate it once: the second finds it at head.
     with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection:
         with connection.begin():
+            if connection.dialect.name == "postgresql":
+                # PostgreSQL has no database-wide write lock (SQLite's BEGIN IMMEDIATE):
+                # the machines of a fleet opening a new database at once take turns
+                # here; the lock ends with the transaction.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             command.upgrade(alembic_config(connection), "head")
 
 
