@@ -53,7 +53,7 @@ def main() -> int:
     from tuner.deploy.lookup import best_configs
     from tuner.hardware import detect
     from tuner.model import DEFAULT_EVAL_TEXTS, resolve_model
-    from tuner.search.study import describe_config
+    from tuner.vocabulary import describe_config
     from tuner.space import load_space
     from tuner.trial import spec as S
     from tuner.trial.accuracy import Guard

@@ -91,7 +91,8 @@ def compare(model_name: str, seq_lens: list[int], trials: int, rounds: int, db: 
     from tuner.hardware import detect
     from tuner.model import DEFAULT_EVAL_TEXTS, resolve_model
     from tuner.search.lock import MachineLock
-    from tuner.search.study import Tuner, TuneOptions, describe_config
+    from tuner.search.study import Tuner, TuneOptions
+    from tuner.vocabulary import describe_config
     from tuner.space import load_space
     from tuner.trial import spec as S
     from tuner.trial.runner import TrialRunner
@@ -140,7 +141,7 @@ def interleaved(runner: Any, seq_len: int, candidates: list[tuple[str, dict[str,
     its median (of per-process medians) and its time ratio to ``baseline`` with a 95%
     bootstrap interval (<= 1.0: no slower). Throughput configs also get their rate."""
     from tuner.search.stats import latency_speedup
-    from tuner.search.study import describe_config
+    from tuner.vocabulary import describe_config
     from tuner.trial import spec as S
 
     workload = S.Workload(seq_len=seq_len)

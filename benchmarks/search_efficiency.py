@@ -68,7 +68,8 @@ def measure_grid(args: argparse.Namespace, space: Any) -> tuple[list[Any], Any]:
         noise_retries=args.noise_retries,
     )
     from tuner.search.lock import MachineLock
-    from tuner.search.study import NOT_COUNTED, config_key
+    from tuner.search.study import NOT_COUNTED
+    from tuner.vocabulary import config_key
 
     tuner = Tuner(options, progress=not args.quiet)
     try:
@@ -199,7 +200,7 @@ class ReplayRunner:
         return ""
 
     def run(self, workload: Any, config: dict, reference: Any) -> tuple[Any, Any]:
-        from tuner.search.study import config_key, describe_config
+        from tuner.vocabulary import config_key, describe_config
         from tuner.trial import spec as S
         from tuner.trial.launch import RuntimePlan
         from tuner.trial.measure import summarize
@@ -297,7 +298,7 @@ def main() -> int:
     import optuna
 
     from tuner.hardware import detect
-    from tuner.search.study import config_key, describe_config
+    from tuner.vocabulary import config_key, describe_config
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = reduced_space(detect())

@@ -55,7 +55,7 @@ def main() -> int:
     from tuner.hardware import detect
     from tuner.model import DEFAULT_EVAL_TEXTS, resolve_model
     from tuner.search.lock import MachineLock
-    from tuner.search.study import describe_config
+    from tuner.vocabulary import describe_config
     from tuner.space import load_space
     from tuner.trial import spec as S
     from tuner.trial.forkserver import ForkServers
