@@ -1,4 +1,5 @@
-"""tuner.model: resolving a model offline, hashing it, and real inputs for it."""
+"""tuner.model: resolving a model offline, hashing it, and real inputs for it.
+(Downloads from the hub: tests/hub/.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from tuner import model as M
 from tuner import paths
-from tuner.errors import ModelNotFoundError, UserError
+from tuner.errors import ModelNotFoundError, UnsupportedModelError, UserError
 
 
 def test_resolve_local_folder(tiny_bert_dir: Path, tiny_classifier_dir: Path) -> None:
@@ -21,6 +22,7 @@ def test_resolve_local_folder(tiny_bert_dir: Path, tiny_classifier_dir: Path) ->
     assert Path(ref.path) == tiny_bert_dir.resolve()
     assert ref.task == "embedding"
     assert len(ref.content_hash) == 64
+    assert ref.revision is None  # only models from the Hugging Face cache have one
     assert M.resolve_model(str(tiny_classifier_dir)).task == "classification"
 
 
@@ -49,14 +51,19 @@ def test_folder_without_config_says_so(tmp_path: Path) -> None:
         M.resolve_model(str(tmp_path))
 
 
-def _fake_hf_cache(cache: Path, repo_id: str, source: Path) -> Path:
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _fake_hf_cache(cache: Path, repo_id: str, source: Path, skip: tuple[str, ...] = ()) -> Path:
     """The layout huggingface_hub writes: blobs/, snapshots/<commit>/ (links), refs/main."""
     repo = cache / f"models--{repo_id.replace('/', '--')}"
-    commit = "0123456789abcdef0123456789abcdef01234567"
+    commit = COMMIT
     snapshot = repo / "snapshots" / commit
     (repo / "blobs").mkdir(parents=True)
     snapshot.mkdir(parents=True)
     for file in source.iterdir():
+        if file.name in skip:
+            continue
         blob = repo / "blobs" / f"blob-{file.name}"
         shutil.copy(file, blob)
         (snapshot / file.name).symlink_to(Path("..") / ".." / "blobs" / blob.name)
@@ -69,11 +76,50 @@ def test_resolve_from_the_hugging_face_cache(tiny_bert_dir: Path, tmp_path: Path
     snapshot = _fake_hf_cache(tmp_path / "hub", "acme/tiny-bert", tiny_bert_dir)
     ref = M.resolve_model("acme/tiny-bert", hf_cache_dir=tmp_path / "hub")
     assert Path(ref.path) == snapshot.resolve()
-    assert ref.task == "embedding"
+    assert ref.task == "embedding" and ref.revision == COMMIT
     # Same files behind symlinks: same content hash as the folder itself.
     assert ref.content_hash == M.resolve_model(str(tiny_bert_dir)).content_hash
+    # A revision: a commit straight from snapshots/, a branch through refs/.
+    assert M.resolve_model(f"acme/tiny-bert@{COMMIT}", hf_cache_dir=tmp_path / "hub").path == ref.path
+    assert M.resolve_model("acme/tiny-bert@main", hf_cache_dir=tmp_path / "hub").path == ref.path
+    with pytest.raises(ModelNotFoundError):
+        M.resolve_model("acme/tiny-bert@v2", hf_cache_dir=tmp_path / "hub")
     with pytest.raises(ModelNotFoundError):
         M.resolve_model("acme/other-model", hf_cache_dir=tmp_path / "hub")
+
+
+def test_an_incomplete_cached_snapshot_is_not_trusted(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """A download cut short leaves a snapshot without its weights: never used as a model."""
+    _fake_hf_cache(tmp_path / "hub", "acme/cut-short", tiny_bert_dir, skip=("model.safetensors",))
+    with pytest.raises(ModelNotFoundError) as info:
+        M.resolve_model("acme/cut-short", hf_cache_dir=tmp_path / "hub")
+    message = str(info.value)
+    assert "incomplete" in message and "weights" in message and "\n" not in message
+
+
+def test_models_tuner_cannot_run_are_refused_in_one_line(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    decoder = tmp_path / "gpt2"
+    decoder.mkdir()
+    (decoder / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    (decoder / "model.safetensors").write_bytes(b"\0")
+    with pytest.raises(UnsupportedModelError, match="is a gpt2 model .GPT2LMHeadModel.; tuner tunes encoder models"):
+        M.resolve_model(str(decoder))
+
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(tiny_bert_dir, no_weights)
+    (no_weights / "model.safetensors").rename(no_weights / "model.onnx")
+    with pytest.raises(UnsupportedModelError, match="has no weights"):
+        M.resolve_model(str(no_weights))
+
+
+def test_the_hash_covers_only_the_weights_transformers_loads(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """A clone of a hub repository carries files a download skips (a .bin beside the
+    safetensors, training_args.bin, a README): it hashes like the download."""
+    clone = tmp_path / "clone"
+    shutil.copytree(tiny_bert_dir, clone)
+    for name in ("pytorch_model.bin", "training_args.bin", "README.md"):
+        (clone / name).write_bytes(b"not loaded")
+    assert M.resolve_model(str(clone)).content_hash == M.resolve_model(str(tiny_bert_dir)).content_hash
 
 
 def test_content_hash_is_stable_cached_and_sensitive(

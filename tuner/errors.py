@@ -22,6 +22,19 @@ class ModelNotFoundError(UserError):
     """The model is neither a local folder, a bundled package, nor in the HF cache."""
 
 
+class ModelDownloadError(ModelNotFoundError):
+    """The Hugging Face hub did not provide the model: no such repository or revision,
+    gated or private without a token, or a download cut short."""
+
+
+class HubUnreachableError(ModelDownloadError):
+    """The Hugging Face hub (or the mirror in HF_ENDPOINT) did not answer in time."""
+
+
+class UnsupportedModelError(ModelNotFoundError):
+    """The model exists but tuner cannot tune it: no weights, or not an encoder it runs."""
+
+
 class SpaceFileError(UserError):
     """A search-space TOML file is malformed; the message names the file."""
 

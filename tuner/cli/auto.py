@@ -23,7 +23,12 @@ DEFAULT_TRIALS = 30
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("auto", help="tune a model on this machine", description=__doc__)
-    p.add_argument("--model", required=True, help="local folder, installed model package, or cached Hugging Face id")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="local folder, installed model package, or Hugging Face id org/name[@revision] "
+        "(downloaded when not in the cache; docs/models.md)",
+    )
     p.add_argument("--seq-len", default="16,128", help="comma-separated sequence lengths (default 16,128)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--trials", type=int, default=None, help=f"measured trials per sequence length (default {DEFAULT_TRIALS})")
@@ -202,10 +207,14 @@ def print_front(front: list) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuner.model import resolve_model
     from tuner.search.lock import MachineLock
     from tuner.search.study import Tuner
 
     options = build_options(args)
+    # Only `tuner auto` downloads: a hub id missing from the cache is fetched here, and
+    # the Tuner then finds it in the cache like any other command would.
+    resolve_model(args.model, download=True, progress=not args.quiet)
     tuner = Tuner(options, progress=not args.quiet)  # resolves the model first: bad input fails fast
     try:
         with MachineLock(wait=args.wait, what=f"tuner auto --model {args.model}"):
