@@ -191,7 +191,8 @@ class Tuner:
             self.machine_id, self.model_pk, seq_len, opts.batch, opts.objective,
             self.space.content_hash(), name,
             {"trials": opts.trials, "budget_s": opts.budget_s, "guard": vars(opts.guard), "strategy": opts.strategy,
-             "default": self.space.default_config(), "max_memory_mb": opts.max_memory_mb},
+             "default": self.space.default_config(), "max_memory_mb": opts.max_memory_mb,
+             "model_revision": self.model.revision},  # the commit of a hub model (None otherwise)
         )
         from tuner.search.pruning import BestSoFarPruner
         from tuner.search.strategy import make_sampler, warm_start
