@@ -12,9 +12,12 @@ sent with no timeout at all, so a hub that accepts connections and never answers
 would hang a run forever; the per-file HEAD has a 10 s timeout
 (``HF_HUB_ETAG_TIMEOUT``) but is retried with a 60 s one when no local copy exists;
 the GET of a file reads with a 10 s timeout (``HF_HUB_DOWNLOAD_TIMEOUT``) and
-resumes up to 5 times. So every request of its shared client gets bounded connect
-and read timeouts here, and the first contact runs under a deadline that also
-covers a DNS lookup: an unreachable hub fails in about 10 s, well within 20 s.
+resumes up to 5 times; and the first request of a process first fetches an agent
+registry from the endpoint (3 s timeout, failures ignored). So every request of its
+shared client gets bounded connect and read timeouts here, and the first contact
+runs under a 12 s deadline that also covers a DNS lookup: an unreachable hub fails
+within it (refused at once; a blackholed socket in 12 s), and `tuner auto` exits 2
+well within 20 s.
 
 huggingface_hub is imported inside the functions: the CLI imports this module on
 start-up.
@@ -74,10 +77,11 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 
 # Network limits (seconds). Connect: a hub that drops packets. Read: one that accepts
-# and never answers. Deadline: the first request as a whole, DNS included.
+# and never answers. Deadline: the first contact as a whole (DNS, huggingface_hub's
+# agent-registry fetch, model info), raised by HF_HUB_ETAG_TIMEOUT above 10 s.
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 10.0
-FIRST_CONTACT_DEADLINE_S = 15.0
+FIRST_CONTACT_DEADLINE_S = 12.0
 
 
 # --- what a model repository holds ---------------------------------------------------
