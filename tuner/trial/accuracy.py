@@ -3,6 +3,13 @@
 Encoders are compared by the cosine similarity of their mean-pooled embeddings
 (what a sentence-embedding user consumes); classifiers by label agreement and the
 largest logit difference. Below the guard a trial is recorded but cannot win.
+
+Label agreement alone proves little: a head whose logits barely depend on the input
+(a random-weight one, or any head on a handful of sentences of one class) gives
+every sentence the same label, whatever the encoder beneath computes. So the
+logits themselves must stay close too: the largest difference, as a fraction of
+the largest reference logit (``logit_error``), is bounded like the embeddings'
+cosine (0.2 is about the error that puts a cosine at 0.98).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ class Guard:
     min_cosine_mean: float = 0.99
     min_cosine_min: float = 0.98
     min_label_agreement: float = 0.99
+    max_logit_error: float = 0.2  # classifiers: largest |logit - reference| / largest |reference logit|
 
     def check(self, task: str, accuracy: dict[str, float]) -> str | None:
         """None when the trial passes; else the reason in words."""
@@ -26,6 +34,9 @@ class Guard:
             agreement = accuracy["label_agreement"]
             if agreement < self.min_label_agreement:
                 return f"label agreement {agreement:.3f} < {self.min_label_agreement}"
+            error = accuracy.get("logit_error")  # absent from trials stored before it was measured
+            if error is not None and error > self.max_logit_error:
+                return f"logit error {error:.3f} > {self.max_logit_error} (largest logit difference / largest logit)"
             return None
         mean, low = accuracy["cosine_mean"], accuracy["cosine_min"]
         if mean < self.min_cosine_mean:
@@ -39,7 +50,11 @@ class Guard:
         if not accuracy:
             return 1.0
         if task == "classification":
-            return max(0.0, self.min_label_agreement - accuracy["label_agreement"])
+            return max(
+                0.0,
+                self.min_label_agreement - accuracy["label_agreement"],
+                accuracy.get("logit_error", 0.0) - self.max_logit_error,
+            )
         return max(
             0.0,
             self.min_cosine_mean - accuracy["cosine_mean"],
@@ -62,9 +77,11 @@ def compare(task: str, reference: np.ndarray, candidate: np.ndarray) -> dict[str
     candidate = candidate.astype(np.float64)
     if task == "classification":
         agree = (reference.argmax(axis=1) == candidate.argmax(axis=1)).mean()
+        largest_diff = float(np.abs(reference - candidate).max())
         return {
             "label_agreement": float(agree),
-            "max_logit_diff": float(np.abs(reference - candidate).max()),
+            "max_logit_diff": largest_diff,
+            "logit_error": largest_diff / max(float(np.abs(reference).max()), 1e-12),
         }
     dot = (reference * candidate).sum(axis=1)
     norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
