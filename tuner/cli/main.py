@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "auto": "auto",
     "best": "best",
     "history": "history",
+    "machines": "machines",
     "serve": "serve",
     "verify": "verify",
     "measure": "measure",

@@ -148,6 +148,22 @@ class Store:
             rows = session.execute(select(MachineRow).order_by(MachineRow.id)).scalars()
             return [_record(MachineRecord, row) for row in rows]
 
+    def machine_counts(self) -> dict[int, tuple[int, int]]:
+        """Per machine id: its number of studies and of winners (``tuner machines``).
+
+        Machines with neither are absent. Two grouped counts, not a walk over studies.
+        """
+        from sqlalchemy import func, select
+
+        from tuner.store._schema import BestRow, StudyRow
+
+        with self._transaction() as session:
+            studies = dict(session.execute(
+                select(StudyRow.machine_id, func.count()).group_by(StudyRow.machine_id)).tuples().all())
+            winners = dict(session.execute(
+                select(BestRow.machine_id, func.count()).group_by(BestRow.machine_id)).tuples().all())
+        return {m: (int(studies.get(m, 0)), int(winners.get(m, 0))) for m in studies.keys() | winners.keys()}
+
     def models(self) -> list[ModelRecord]:
         from sqlalchemy import select
 
