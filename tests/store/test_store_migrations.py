@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, create_engine, func, inspect, insert, select, text
+from sqlalchemy import MetaData, create_engine, func, insert, inspect, select, text
 from store_helpers import execute, is_postgres, raw_engine
 
 from tuner.errors import StoreError

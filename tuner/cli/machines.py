@@ -50,23 +50,26 @@ def describe_machines(machines: list, counts: dict[int, tuple[int, int]], here: 
         cpu = (m.info or {}).get("cpu") or {}
         topology = (m.info or {}).get("topology") or {}
         studies, winners = counts.get(m.id, (0, 0))
-        rows.append({
-            "fingerprint": m.fingerprint,
-            "hardware_fingerprint": m.hardware_fingerprint,
-            "software_fingerprint": m.software_fingerprint,
-            "hostname": m.hostname,
-            "cpu": cpu.get("model_name") or "?",
-            "vendor": cpu.get("vendor"),
-            "isa_class": isa_class(cpu),
-            "cores": topology.get("cores"),  # physical cores, every socket
-            "first_seen": m.first_seen.isoformat(),
-            "last_seen": m.last_seen.isoformat(),
-            "studies": studies,
-            "winners": winners,
-            "this_machine": m.fingerprint == here.fingerprint,
-            # The same silicon under other library versions: its results are stale here, not foreign.
-            "same_hardware": m.fingerprint != here.fingerprint and m.hardware_fingerprint == here.hardware_fingerprint,
-        })
+        rows.append(
+            {
+                "fingerprint": m.fingerprint,
+                "hardware_fingerprint": m.hardware_fingerprint,
+                "software_fingerprint": m.software_fingerprint,
+                "hostname": m.hostname,
+                "cpu": cpu.get("model_name") or "?",
+                "vendor": cpu.get("vendor"),
+                "isa_class": isa_class(cpu),
+                "cores": topology.get("cores"),  # physical cores, every socket
+                "first_seen": m.first_seen.isoformat(),
+                "last_seen": m.last_seen.isoformat(),
+                "studies": studies,
+                "winners": winners,
+                "this_machine": m.fingerprint == here.fingerprint,
+                # The same silicon under other library versions: its results are stale here, not foreign.
+                "same_hardware": m.fingerprint != here.fingerprint
+                and m.hardware_fingerprint == here.hardware_fingerprint,
+            }
+        )
     rows.sort(key=lambda r: (not r["this_machine"], not r["same_hardware"], r["hostname"], r["fingerprint"]))
     return rows
 
@@ -91,11 +94,21 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{len(rows)} machine{'s' if len(rows) != 1 else ''} in {where}")
     header = ("", "fingerprint", "hostname", "cpu", "isa", "cores", "first seen", "last seen", "studies", "winners")
-    table = [header] + [(
-        "*" if r["this_machine"] else "~" if r["same_hardware"] else "",
-        r["fingerprint"], r["hostname"], r["cpu"], r["isa_class"], str(r["cores"] or "?"),
-        _when(r["first_seen"]), _when(r["last_seen"]), str(r["studies"]), str(r["winners"]),
-    ) for r in rows]
+    table = [header] + [
+        (
+            "*" if r["this_machine"] else "~" if r["same_hardware"] else "",
+            r["fingerprint"],
+            r["hostname"],
+            r["cpu"],
+            r["isa_class"],
+            str(r["cores"] or "?"),
+            _when(r["first_seen"]),
+            _when(r["last_seen"]),
+            str(r["studies"]),
+            str(r["winners"]),
+        )
+        for r in rows
+    ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     numeric = {5, 8, 9}
     for line in table:

@@ -15,7 +15,14 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DBAPIError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from tuner import paths
 from tuner.errors import StoreError
@@ -124,7 +131,9 @@ def prepare_sqlite_folder(url: URL) -> None:
             f"cannot create the database folder {folder} ({why}); pass --db with a writable location"
         ) from None
     if not folder.is_dir():
-        raise StoreError(f"cannot create the database folder {folder} (not a directory); pass --db with a writable location")
+        raise StoreError(
+            f"cannot create the database folder {folder} (not a directory); pass --db with a writable location"
+        )
 
 
 def make_engine(url: URL) -> Engine:
@@ -222,7 +231,9 @@ def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
         if "file is not a database" in text or "file is encrypted" in text:
             return StoreError(f"{where} is not a SQLite database; move it away or pass --db with another path")
         if "malformed" in text or "corrupt" in text:
-            return StoreError(f"the database {where} is corrupt ({detail}); restore it from a backup or pass --db with another path")
+            return StoreError(
+                f"the database {where} is corrupt ({detail}); restore it from a backup or pass --db with another path"
+            )
         if "unable to open database file" in text:
             return StoreError(f"cannot open or create the database file {where}; pass --db with a writable location")
         if "readonly database" in text or "read-only" in text:
@@ -232,7 +243,9 @@ def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
                 f"the database {where} stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s; retry when it is done"
             )
         if "disk" in text or "full" in text:
-            return StoreError(f"cannot write the database {where} ({detail}); free some space or pass --db with another path")
+            return StoreError(
+                f"cannot write the database {where} ({detail}); free some space or pass --db with another path"
+            )
         return StoreError(f"database error on {where} ({detail}); pass --db with another database")
     # libpq prefixes the server's answer with where it tried: keep the answer.
     if "FATAL:" in detail:
@@ -262,8 +275,18 @@ def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
 
 # How drivers word "the server is not there".
 _UNREACHABLE = (
-    "connection refused", "could not connect", "connection failed", "connection to server", "timeout expired",
-    "timed out", "name or service not known", "could not translate host", "no route to host",
-    "server closed the connection", "network is unreachable", "terminating connection",
-    "the database system is shutting down", "the database system is starting up",
+    "connection refused",
+    "could not connect",
+    "connection failed",
+    "connection to server",
+    "timeout expired",
+    "timed out",
+    "name or service not known",
+    "could not translate host",
+    "no route to host",
+    "server closed the connection",
+    "network is unreachable",
+    "terminating connection",
+    "the database system is shutting down",
+    "the database system is starting up",
 )

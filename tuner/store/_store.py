@@ -158,10 +158,10 @@ class Store:
         from tuner.store._schema import BestRow, StudyRow
 
         with self._transaction() as session:
-            studies = dict(session.execute(
-                select(StudyRow.machine_id, func.count()).group_by(StudyRow.machine_id)).tuples().all())
-            winners = dict(session.execute(
-                select(BestRow.machine_id, func.count()).group_by(BestRow.machine_id)).tuples().all())
+            by_study = select(StudyRow.machine_id, func.count()).group_by(StudyRow.machine_id)
+            by_best = select(BestRow.machine_id, func.count()).group_by(BestRow.machine_id)
+            studies = dict(session.execute(by_study).tuples().all())
+            winners = dict(session.execute(by_best).tuples().all())
         return {m: (int(studies.get(m, 0)), int(winners.get(m, 0))) for m in studies.keys() | winners.keys()}
 
     def models(self) -> list[ModelRecord]:
