@@ -15,10 +15,10 @@ from cli_helpers import run_tuner
 from conftest import REPO
 from hub_server import Blackhole, LoopbackHub, closed_port, hub_env
 
-# Short trials, no finalists, no noise re-runs or waits, two quick backends: the flow
+# Short trials, no finalists, no noise re-runs or waits, ONNX Runtime only: the flow
 # is under test here, not the measurement (as tests/test_end_to_end.py).
 FAST = ["--min-time", "0.1", "--seed", "1", "--finalists", "0", "--noise-retries", "0", "--noise-wait", "0",
-        "--backends", "torch,onnxruntime"]
+        "--backends", "onnxruntime"]
 UNREACHABLE_LIMIT_S = 20
 
 
