@@ -119,6 +119,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if _skipped and os.environ.get("CI", "").lower() in ("true", "1", "yes"):
         terminalreporter.write_line(
-            f"CI: {len(_skipped)} PostgreSQL tests were skipped ({_skipped[0]}, ...); CI must run them: "
+            f"CI: {len(_skipped)} PostgreSQL test(s) skipped ({_skipped[0]}, ...); CI must run them: "
             f"`make test` starts a server (scripts/with-postgres.sh)", red=True, bold=True,
         )
