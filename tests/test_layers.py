@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("trial",),
     ("store",),
     ("search",),
+    ("nightly",),
     ("deploy",),
     ("service",),
     ("cli",),

@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "machines": "machines",
     "serve": "serve",
     "verify": "verify",
+    "status": "status",
+    "nightly": "nightly",
     "measure": "measure",
     "launch": "launch",
     "export": "export",

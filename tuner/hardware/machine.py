@@ -1,5 +1,12 @@
 """One ``MachineInfo`` for the machine (or a captured fixture tree): CPU, topology,
-memory, the CPUs this process may use, GPUs, library versions and fingerprints."""
+memory, the CPUs this process may use, GPUs, library versions and fingerprints.
+
+``$TUNER_HW_ROOT`` names a tree (``tests/fixtures/cpus/<name>``) that every ``detect()``
+without an explicit root reads instead of ``/``: the process then sees itself on that
+machine (its CPU, topology, memory and fingerprint) while it still runs here, so the
+CPUs it may use are this process's own that the tree also has. Tests use it to move a
+database to another CPU in a subprocess (docs/hardware.md, docs/nightly.md).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tuner.errors import UserError
 from tuner.hardware.cpu import CpuInfo, py_cpuinfo_facts, read_cpu
 from tuner.hardware.fingerprint import combined_fingerprint, hardware_fingerprint, software_fingerprint
 from tuner.hardware.gpu import GpuInfo, detect_gpus
@@ -85,7 +93,11 @@ def _hostname(root: Path, is_host: bool) -> str:
     return socket.gethostname() if is_host else root.name
 
 
-def _available_cpus(root: Path, is_host: bool, logical: list[int]) -> list[int]:
+def _available_cpus(root: Path, is_host: bool, logical: list[int], here: bool = False) -> list[int]:
+    if here and hasattr(os, "sched_getaffinity") and not (root / "proc" / "self" / "status").is_file():
+        # A tree standing for this machine ($TUNER_HW_ROOT): what this process may really use.
+        mine = os.sched_getaffinity(0)
+        return sorted(mine & set(logical)) or sorted(logical)[: len(mine)]
     if is_host and hasattr(os, "sched_getaffinity"):
         allowed = os.sched_getaffinity(0)
     else:
@@ -97,7 +109,8 @@ def _available_cpus(root: Path, is_host: bool, logical: list[int]) -> list[int]:
     return sorted(allowed & set(logical)) or sorted(allowed)
 
 
-def _detect(root: Path, nvml: object | None) -> MachineInfo:
+def _detect(root: Path, nvml: object | None, here: bool = False) -> MachineInfo:
+    """``here``: the tree stands for the machine this process runs on ($TUNER_HW_ROOT)."""
     is_host = root == Path("/")
     # py-cpuinfo describes the running CPU, so it may only fill gaps for the host.
     cpu = read_cpu(root, fallback=py_cpuinfo_facts if is_host else None)
@@ -114,11 +127,11 @@ def _detect(root: Path, nvml: object | None) -> MachineInfo:
     hardware = hardware_fingerprint(cpu, topology, memory, gpus)
     software = software_fingerprint(libraries)
     return MachineInfo(
-        hostname=_hostname(root, is_host),
+        hostname=_hostname(root, is_host or here),
         cpu=cpu,
         topology=topology,
         memory_bytes=memory,
-        available_cpus=_available_cpus(root, is_host, topology.logical_cpus),
+        available_cpus=_available_cpus(root, is_host, topology.logical_cpus, here),
         gpus=gpus,
         gpu_note=note,
         libraries=libraries,
@@ -128,20 +141,33 @@ def _detect(root: Path, nvml: object | None) -> MachineInfo:
     )
 
 
-@functools.lru_cache(maxsize=None)
-def _detect_cached(root: str) -> MachineInfo:
-    return _detect(Path(root), None)
+# The tree every detect() without a root reads instead of "/" (module docstring).
+HW_ROOT_ENV = "TUNER_HW_ROOT"
 
 
-def detect(root: str = "/", nvml: object | None = None) -> MachineInfo:
-    """Describe the machine under ``root`` ("/" is this one).
+@functools.cache
+def _detect_cached(root: str, here: bool) -> MachineInfo:
+    return _detect(Path(root), None, here)
+
+
+def detect(root: str | None = None, nvml: object | None = None) -> MachineInfo:
+    """Describe the machine under ``root`` ("/" is this one; None: ``$TUNER_HW_ROOT``
+    when set, else "/").
 
     Cached per root for the process: hardware does not change under a running tuner
     and py-cpuinfo's fallback costs a second. An injected ``nvml`` bypasses the cache.
     """
+    here = False
+    if root is None:
+        override = os.environ.get(HW_ROOT_ENV, "").strip()
+        here = bool(override) and Path(override).resolve() != Path("/")
+        root = override if here else "/"
+        if here and not (Path(root) / "proc" / "cpuinfo").is_file():
+            raise UserError(f"${HW_ROOT_ENV}={override} has no proc/cpuinfo; point it at a captured machine's tree "
+                            "(e.g. tests/fixtures/cpus/zen4) or unset it")
     if nvml is not None:
-        return _detect(Path(root).resolve(), nvml)
-    return _detect_cached(str(Path(root).resolve()))
+        return _detect(Path(root).resolve(), nvml, here)
+    return _detect_cached(str(Path(root).resolve()), here)
 
 
 def clear_cache() -> None:

@@ -19,6 +19,7 @@ from tuner.store._records import (
     TrialRecord,
     trial_fields,
 )
+from tuner.store._nightly import NIGHTLY_STATUSES, NightlyRunRecord, WinnerRecord
 from tuner.store._store import DuplicateTrialError, Store
 from tuner.vocabulary import OBJECTIVES, TRIAL_STATUSES
 
@@ -30,11 +31,14 @@ __all__ = [
     "TRIAL_STATUSES",
     "BestRecord",
     "DuplicateTrialError",
+    "NIGHTLY_STATUSES",
     "MachineRecord",
     "ModelRecord",
+    "NightlyRunRecord",
     "ReplayRecord",
     "Store",
     "StudyRecord",
     "TrialRecord",
+    "WinnerRecord",
     "trial_fields",
 ]

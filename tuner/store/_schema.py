@@ -35,7 +35,7 @@ from sqlalchemy.types import TypeDecorator
 # The newest migration in db/versions. Store.open compares the database's revision
 # with this before importing Alembic, so opening an up-to-date database stays fast;
 # tests/store checks it matches the scripts' head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 VERSION_TABLE = "tuner_alembic_version"
 
 # Named constraints: Alembic's batch mode (how SQLite alters a table) needs names to
@@ -222,6 +222,8 @@ class BestRow(Base):
     speedup_high: Mapped[float | None] = mapped_column(FiniteFloat())
     significant: Mapped[bool | None] = mapped_column(Boolean)
     finalists: Mapped[list[dict[str, Any]] | None] = mapped_column(SafeJSON())
+    # Since 0003: the tuner version that chose it (a winner depends on it; docs/nightly.md).
+    tuner_version: Mapped[str | None] = mapped_column(String(32))
 
 
 class ReplayRow(Base):
@@ -247,3 +249,25 @@ class ReplayRow(Base):
     flags: Mapped[list[str] | None] = mapped_column(SafeJSON())
     noise: Mapped[dict[str, Any] | None] = mapped_column(SafeJSON())
     created: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class NightlyRunRow(Base):
+    """One `tuner nightly` run (since 0003): what it planned and why, what each step
+    found, and how it ended (docs/nightly.md)."""
+
+    __tablename__ = "tuner_nightly_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    machine_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tuner_machines.id", ondelete="SET NULL"), index=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    settings: Mapped[dict[str, Any]] = mapped_column(SafeJSON())
+    plan: Mapped[list[dict[str, Any]]] = mapped_column(SafeJSON())
+    results: Mapped[list[dict[str, Any]] | None] = mapped_column(SafeJSON())
+    summary: Mapped[str | None] = mapped_column(Text)
+    started: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -22,7 +22,9 @@ from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tuner._version import __version__
 from tuner.errors import StoreError
+from tuner.store._nightly import NightlyRuns
 from tuner.store._records import (
     REPLAY_KINDS,
     REPLAY_ROLES,
@@ -48,7 +50,7 @@ class DuplicateTrialError(StoreError):
     """This (study, trial number) is already recorded; rows are never written twice."""
 
 
-class Store:
+class Store(NightlyRuns):
     """Open with ``Store.open(url)``; ``url`` is then reusable by Optuna's RDBStorage."""
 
     url: str
@@ -457,6 +459,7 @@ class Store:
             "default_median_ms": default_median_ms, "speedup": speedup, "updated": utcnow(),
             "speedup_low": speedup_low, "speedup_high": speedup_high, "significant": significant,
             "finalists": [dict(f) for f in finalists] if finalists is not None else None,
+            "tuner_version": __version__,  # a winner depends on the tuner that chose it (docs/nightly.md)
         }
         with self._transaction(write=True) as session:
             trial = _require(session, TrialRow, trial_id, "trial")
@@ -470,7 +473,7 @@ class Store:
             self._upsert(
                 session, BestRow, values, key=("machine_id", "model_pk", "seq_len", "batch", "objective"),
                 update=("trial_id", "config", "metrics", "default_median_ms", "speedup", "updated",
-                        "speedup_low", "speedup_high", "significant", "finalists"),
+                        "speedup_low", "speedup_high", "significant", "finalists", "tuner_version"),
             )
 
     def best(
