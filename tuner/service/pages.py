@@ -78,7 +78,8 @@ def table(
 ) -> str:
     """Cells are HTML already (escape them with e()); rows whose ``same`` is true get
     class "same" (hidden by "show differences only")."""
-    head = "".join(f"<th>{h}</th>" for h in headers)
+    labels = list(headers)
+    head = f"<thead><tr>{''.join(f'<th>{h}</th>' for h in labels)}</tr></thead>" if any(labels) else ""
     marks = list(same) if same is not None else []
     cells = [list(row) for row in rows]
     body = "".join(
@@ -90,7 +91,7 @@ def table(
     if marks and all(marks):
         width = len(cells[0]) if cells else 1
         body += f'<tr class="all-same"><td colspan="{width}">no differences</td></tr>'
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<table class="{cls}">{head}<tbody>{body}</tbody></table>'
 
 
 def layout(title: str, page: str, body: str, data: Mapping[str, Any] | None = None) -> str:
