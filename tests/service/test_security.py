@@ -148,3 +148,10 @@ def test_token_comparison() -> None:
     assert token_matches("ünïcode-token", "ünïcode-token")
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.3.2.1", "::1", "[::1]", "localhost"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.2", "example.com"))
+
+
+def test_loopback_host_names(synthetic: Any) -> None:
+    for host in ("localhost:8765", "127.0.0.1", "127.0.0.2:9", "[::1]:8765"):
+        assert synthetic.get("/api/v1/info", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", "10.0.0.1:8765", "", "localhost.evil.example"):
+        assert synthetic.get("/api/v1/info", headers={"Host": host}).status_code == 403, host

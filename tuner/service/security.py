@@ -6,8 +6,8 @@
   token, so it does not stay in the address bar or the history). Compared in
   constant time (``hmac.compare_digest``).
 - Without a token the server is on loopback only (the CLI refuses other hosts), and
-  requests must name a loopback host in their Host header: a web page elsewhere
-  cannot reach the dashboard through DNS rebinding.
+  requests must name a loopback host in their Host header (localhost, 127.0.0.0/8,
+  [::1]): a web page elsewhere cannot reach the dashboard through DNS rebinding.
 - A Content-Security-Policy on every response: scripts and styles from this server
   only (Plotly sets inline styles, hence ``'unsafe-inline'`` for styles alone), no
   frames, no plug-ins, requests to this server only. No CORS headers are ever sent,
@@ -34,7 +34,6 @@ HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -87,7 +86,7 @@ class Guard:
                 message["headers"] = [*message.get("headers", []), *HEADERS]
             await send(message)
 
-        if self.loopback_only and _host_name(headers.get("host", "")).lower() not in LOOPBACK_NAMES:
+        if self.loopback_only and not is_loopback(_host_name(headers.get("host", "")).lower()):
             await _json(
                 send_with_headers,
                 403,

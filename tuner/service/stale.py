@@ -1,7 +1,9 @@
 """Which stored results no longer describe their machine.
 
-Provisional rule, to be replaced by issue 14's status module (``tuner status`` /
-``tuner nightly``), which will also weigh the model's hash and the search space:
+Provisional rule, to be replaced by issue 14's status module (tuner/nightly/status.py,
+``tuner status``), which also weighs the model's hash, the search space, the tuner
+version and the last verify, but judges winners for the machine it runs on; the
+overview needs a verdict for every machine of a fleet from the stored rows alone:
 a machine row's results are stale when a newer row of the same hostname (seen
 later) has another hardware or software fingerprint, i.e. that host has been
 re-detected since with other hardware or other library versions.
