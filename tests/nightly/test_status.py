@@ -163,6 +163,15 @@ def test_similar_machine_moved_database_and_unavailable_model(store: Store) -> N
             gone.close()
         assert unavailable[0].state == UNAVAILABLE and "gone" in unavailable[0].reasons[0]
         assert skipped[0].action == SKIP
+
+        # Once this host has winners of its own, another host counts as its past only
+        # when a nightly run took it for that (a fleet's hosts are not each other's past).
+        new = machine("zen4", hostname="new")
+        store_winner(moved, new, seq_len=128)
+        assert [s.seq_len for s in assess(moved, new)[0]] == [128]
+        moved.start_nightly_run(machine_id=None, hostname="new", fingerprint=new.fingerprint, pid=1,
+                                settings={"previous_hosts": ["old"]}, plan=[])
+        assert [(s.seq_len, s.state) for s in assess(moved, new)[0]] == [(16, STALE), (128, FRESH)]
     finally:
         moved.close()
 

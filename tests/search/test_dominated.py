@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-from tuner.search.study import Tuner, TuneOptions
+from tuner.search.study import SearchPolicy, TuneOptions
 from tuner.trial import spec as S
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def row(backend: str, median: float, wall_s: float, status: str = S.OK) -> SimpleNamespace:
@@ -16,10 +16,10 @@ def row(backend: str, median: float, wall_s: float, status: str = S.OK) -> Simpl
                            started_at=T0, finished_at=T0 + timedelta(seconds=wall_s))
 
 
-def tuner(**options) -> Tuner:
-    t = Tuner.__new__(Tuner)  # only the options matter to the rule
-    t.options = TuneOptions(model="m", seq_lens=[16], **options)
-    return t
+def tuner(**options) -> SearchPolicy:
+    """The search policy of a study with these options (only the options matter to the rule)."""
+    o = TuneOptions(model="m", seq_lens=[16], **options)
+    return SearchPolicy(objective=o.objective, strategy=o.strategy, skip_dominated=o.skip_dominated)
 
 
 MEASURED = {
@@ -34,16 +34,16 @@ MEASURED = {
 
 def test_far_slower_and_slow_but_expensive_backends_are_skipped() -> None:
     t = tuner()
-    why, median = t._dominated({"backend": "torch"}, MEASURED, warm_start_size=6)
+    why, median = t.dominated({"backend": "torch"}, MEASURED, warm_start_size=6)
     assert median == 30.0 and "6.0x the best median" in why and "skipped from 3x" in why
-    why, _ = t._dominated({"backend": "torch_compile"}, MEASURED, warm_start_size=6)
+    why, _ = t.dominated({"backend": "torch_compile"}, MEASURED, warm_start_size=6)
     assert "1.7x" in why and "cost" in why
     for backend in ("openvino", "onnxruntime", "torchscript", "ipex"):
-        assert t._dominated({"backend": backend}, MEASURED, warm_start_size=6) is None
+        assert t.dominated({"backend": backend}, MEASURED, warm_start_size=6) is None
 
 
 def test_nothing_is_skipped_before_the_warm_start_ends_or_when_disabled() -> None:
-    assert tuner()._dominated({"backend": "torch"}, MEASURED, warm_start_size=7) is None
-    assert tuner(skip_dominated=0)._dominated({"backend": "torch"}, MEASURED, warm_start_size=6) is None
-    assert tuner(strategy="tpe")._dominated({"backend": "torch"}, MEASURED, warm_start_size=1) is None
-    assert tuner(objective="throughput")._dominated({"backend": "torch"}, MEASURED, warm_start_size=6) is None
+    assert tuner().dominated({"backend": "torch"}, MEASURED, warm_start_size=7) is None
+    assert tuner(skip_dominated=0).dominated({"backend": "torch"}, MEASURED, warm_start_size=6) is None
+    assert tuner(strategy="tpe").dominated({"backend": "torch"}, MEASURED, warm_start_size=1) is None
+    assert tuner(objective="throughput").dominated({"backend": "torch"}, MEASURED, warm_start_size=6) is None

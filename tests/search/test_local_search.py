@@ -11,10 +11,11 @@ import pytest
 
 from tuner.hardware import detect
 from tuner.search.strategy import Measured, change_effects, complete, neighbours, next_local, numerics_neutral
-from tuner.search.study import Tuner, TuneOptions, config_key
+from tuner.search.study import TuneOptions, Tuner
 from tuner.space import load_space
 from tuner.trial import spec as S
 from tuner.trial.launch import RuntimePlan
+from tuner.vocabulary import config_key
 
 FREE = ("precision", "graph", "quant_granularity", "reduce_range", "threads", "binding")
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 from store_helpers import execute, is_postgres, raw_engine, scalar
 
-from tuner.store import DuplicateTrialError, Store
+from tuner.store import DuplicateTrialError, NewTrial, Store
 
 if TYPE_CHECKING:
     from tests.store.conftest import Seeded
@@ -46,17 +46,17 @@ def test_record_trial_failing_after_its_insert_leaves_nothing(db_url: str, seede
     store, study = seeded.store, seeded.study
     execute(db_url, *_FAILING_STAMP["postgresql" if is_postgres(db_url) else "sqlite"])
     with pytest.raises(DBAPIError, match="disk gremlin"):
-        store.record_trial(study.id, 0, config={"backend": "torch"}, status="ok", value=1.0)
+        store.record_trial(NewTrial(study.id, 0, config={"backend": "torch"}, status="ok", value=1.0))
     assert store.trials(study.id) == [] and not store.has_trial(study.id, 0)
     assert scalar(db_url, "SELECT count(*) FROM tuner_trials") == 0
 
     execute(db_url, "DROP TRIGGER fail_study_stamp" + (" ON tuner_studies" if is_postgres(db_url) else ""))
-    store.record_trial(study.id, 0, config={"backend": "torch"}, status="ok", value=1.0)
+    store.record_trial(NewTrial(study.id, 0, config={"backend": "torch"}, status="ok", value=1.0))
     assert [t.number for t in store.trials(study.id)] == [0]
 
 
 def test_a_kill_in_the_middle_of_a_write_leaves_nothing(db_url: str, seeded: Seeded) -> None:
-    seeded.store.record_trial(seeded.study.id, 0, config={}, status="ok")
+    seeded.store.record_trial(NewTrial(seeded.study.id, 0, config={}, status="ok"))
     killed = _run(f"""
         import os, signal
         from tuner.store import Store
@@ -73,7 +73,7 @@ def test_a_kill_in_the_middle_of_a_write_leaves_nothing(db_url: str, seeded: See
 
     with Store.open(db_url) as store:
         assert [t.number for t in store.trials(seeded.study.id)] == [0]
-        store.record_trial(seeded.study.id, 1, config={}, status="ok")  # the lock died with it
+        store.record_trial(NewTrial(seeded.study.id, 1, config={}, status="ok"))  # the lock died with it
         assert [t.number for t in store.trials(seeded.study.id)] == [0, 1]
     if not is_postgres(db_url):
         assert scalar(db_url, "PRAGMA integrity_check") == "ok"
@@ -87,13 +87,13 @@ def test_writers_in_two_processes_interleave_without_errors(db_url: str, seeded:
     """
     script = f"""
         import sys
-        from tuner.store import Store
+        from tuner.store import NewTrial, Store
 
         first = int(sys.argv[1])
         with Store.open({db_url!r}) as store:
             for number in range(first, first + 40):
                 store.upsert_machine({{"n": number}}, "fp-a", "hw-a", "sw-a", "host-a")
-                store.record_trial({seeded.study.id}, number, config={{"n": number}}, status="ok")
+                store.record_trial(NewTrial({seeded.study.id}, number, config={{"n": number}}, status="ok"))
     """
     writers = [_run(script, str(first)) for first in (0, 1000)]
     for writer in writers:
@@ -123,7 +123,7 @@ def test_a_number_another_writer_is_recording_is_refused_once_it_commits(db_url:
     committer.start()
     try:
         with pytest.raises(DuplicateTrialError, match=f"trial 5 of study {seeded.study.id}"):
-            seeded.store.record_trial(seeded.study.id, 5, config={"by": "us"}, status="ok")
+            seeded.store.record_trial(NewTrial(seeded.study.id, 5, config={"by": "us"}, status="ok"))
         assert time.monotonic() - started >= 0.4  # it waited for the other writer
     finally:
         committer.join()
@@ -137,13 +137,13 @@ def test_a_number_another_writer_is_recording_is_refused_once_it_commits(db_url:
 def test_processes_recording_the_same_numbers_store_each_once(db_url: str, seeded: Seeded) -> None:
     """Two workers of one study (a fleet's --join) reporting the same trials."""
     script = f"""
-        from tuner.store import DuplicateTrialError, Store
+        from tuner.store import DuplicateTrialError, NewTrial, Store
 
         won = lost = 0
         with Store.open({db_url!r}) as store:
             for number in range(30):
                 try:
-                    store.record_trial({seeded.study.id}, number, config={{}}, status="ok")
+                    store.record_trial(NewTrial({seeded.study.id}, number, config={{}}, status="ok"))
                     won += 1
                 except DuplicateTrialError:
                     lost += 1

@@ -18,7 +18,7 @@ from store_helpers import execute, is_postgres, raw_engine
 
 from tuner.errors import StoreError
 from tuner.paths import migrations_dir
-from tuner.store import Store, _engine, _migrate
+from tuner.store import NewTrial, Store, _engine, _migrate
 from tuner.store._schema import SCHEMA_HEAD, VERSION_TABLE, Base
 
 REPO = Path(__file__).resolve().parents[2]
@@ -219,7 +219,7 @@ def test_a_0001_database_is_upgraded_and_keeps_its_rows(db_url: str) -> None:
         store.record_replay(study.id, kind="verify", role="candidate", round=0, config={"backend": "onnxruntime"},
                             status="ok", trial_id=trials[1].id, median_ms=1.1)
         assert [r.median_ms for r in store.replays(study.id)] == [1.1]
-        assert store.record_trial(study.id, 3, config={}, status="ok") > trials[-1].id
+        assert store.record_trial(NewTrial(study.id, 3, config={}, status="ok")) > trials[-1].id
     assert _version(url) == [SCHEMA_HEAD]
 
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, text
 from store_helpers import raw_engine
 
-from tuner.store import Store
+from tuner.store import NewTrial, Store
 from tuner.store._schema import SCHEMA_HEAD, VERSION_TABLE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -53,7 +53,7 @@ def test_optuna_and_the_store_share_a_database(db_url: str, store_first: bool) -
         model = store.upsert_model("m", "h", "/m", "embedding")
         study = store.get_or_create_study(machine, model, 16, 1, "p50", "space", "s", {})
         for frozen in optuna.load_study(study_name="s", storage=storage).trials:
-            store.record_trial(study.id, frozen.number, config=frozen.params, status="ok", value=frozen.value)
+            store.record_trial(NewTrial(study.id, frozen.number, config=frozen.params, status="ok", value=frozen.value))
     _check_both(url, storage, 3)
 
     # A later run: Optuna adds trials and the store re-opens without migrating.

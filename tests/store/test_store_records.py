@@ -13,10 +13,10 @@ import pytest
 
 from tuner.store import (
     DuplicateTrialError,
+    NewTrial,
     Store,
     StudyRecord,
     TrialRecord,
-    trial_fields,
 )
 from tuner.trial.spec import TrialResult
 
@@ -82,7 +82,7 @@ def test_studies_filter_by_machine_and_by_model_name_or_hash(seeded: Seeded) -> 
     other_model = store.upsert_model("bert", "hash-bert", "/models/bert", "classification")
     store.get_or_create_study(other_machine, seeded.model_pk, 16, 1, "p50", "s", "b-minilm", {})
     store.get_or_create_study(seeded.machine_id, other_model, 16, 1, "p99", "s", "a-bert", {})
-    store.record_trial(seeded.study.id, 0, config={}, status="ok")
+    store.record_trial(NewTrial(seeded.study.id, 0, config={}, status="ok"))
 
     def names(**kw: str) -> list[str]:
         return [s.optuna_study_name for s in store.studies(**kw)]
@@ -106,7 +106,7 @@ def test_a_trial_round_trips_every_field(seeded: Seeded) -> None:
         effective={"cpus": [0, 1], "libs": ["libgomp"]}, timings={"load": 0.5}, artifact="ort-int8-abc",
         stderr_tail="warning: something", started_at=started, finished_at=started + timedelta(seconds=3),
     )
-    trial_id = store.record_trial(study.id, 7, **fields)
+    trial_id = store.record_trial(NewTrial(study.id, 7, **fields))
     (record,) = store.trials(study.id)
     assert record == TrialRecord(id=trial_id, study_id=study.id, number=7, **fields)
     assert record.started_at is not None and record.started_at.tzinfo == timezone.utc
@@ -116,10 +116,10 @@ def test_a_trial_round_trips_every_field(seeded: Seeded) -> None:
 def test_naive_times_are_local_and_non_finite_floats_become_null(seeded: Seeded) -> None:
     store, study = seeded.store, seeded.study
     naive = datetime(2026, 5, 6, 7, 8, 9)  # what Optuna's datetime_start is
-    store.record_trial(
+    store.record_trial(NewTrial(
         study.id, 0, config={"threads": np.int64(2)}, status="error", value=math.nan, cv=math.inf,
         samples_ms=[1.0, math.nan], accuracy={"cosine": np.float32(0.5), "bad": math.nan}, started_at=naive,
-    )
+    ))
     record = store.trial(study.id, 0)
     assert record is not None
     assert record.started_at == naive.astimezone(timezone.utc)
@@ -131,9 +131,9 @@ def test_naive_times_are_local_and_non_finite_floats_become_null(seeded: Seeded)
 def test_trials_are_ordered_by_number_and_never_written_twice(seeded: Seeded) -> None:
     store, study = seeded.store, seeded.study
     for number in (2, 0, 1):
-        store.record_trial(study.id, number, config={"n": number}, status="ok", value=float(number))
+        store.record_trial(NewTrial(study.id, number, config={"n": number}, status="ok", value=float(number)))
     with pytest.raises(DuplicateTrialError, match=f"trial 1 of study {study.id}"):
-        store.record_trial(study.id, 1, config={"n": "again"}, status="crashed")
+        store.record_trial(NewTrial(study.id, 1, config={"n": "again"}, status="crashed"))
     assert [(t.number, t.config["n"], t.status) for t in store.trials(study.id)] == [
         (0, 0, "ok"), (1, 1, "ok"), (2, 2, "ok"),
     ]
@@ -143,12 +143,17 @@ def test_trials_are_ordered_by_number_and_never_written_twice(seeded: Seeded) ->
 
 def test_trial_arguments_are_checked(seeded: Seeded) -> None:
     with pytest.raises(KeyError, match="study"):
-        seeded.store.record_trial(999, 0, config={}, status="ok")
+        seeded.store.record_trial(NewTrial(999, 0, config={}, status="ok"))
     with pytest.raises(ValueError, match="trial status"):
-        seeded.store.record_trial(seeded.study.id, 0, config={}, status="fine")
+        seeded.store.record_trial(NewTrial(seeded.study.id, 0, config={}, status="fine"))
     with pytest.raises(TypeError):
-        seeded.store.record_trial(seeded.study.id, 0, config={}, status="ok", colour="red")  # type: ignore[call-arg]
+        seeded.store.record_trial(NewTrial(seeded.study.id, 0, config={}, status="ok", colour="red"))  # type: ignore[call-arg]
     assert seeded.store.trials(seeded.study.id) == []
+
+
+def trial_fields(result: TrialResult) -> dict[str, Any]:
+    """What ``NewTrial.measured`` takes from a worker's result, by field name."""
+    return vars(NewTrial.measured(0, 0, {}, result))
 
 
 def test_trial_fields_map_a_worker_result() -> None:
@@ -166,8 +171,8 @@ def test_trial_fields_map_a_worker_result() -> None:
 
 def test_trial_fields_feed_record_trial(seeded: Seeded) -> None:
     result = TrialResult(status="ok", samples_ms=[1.0], stats={"median": 1.0, "n": 1})
-    fields = {**trial_fields(result), "status": "invalid", "reason": "threads 1 != 2"}
-    seeded.store.record_trial(seeded.study.id, 0, config={"threads": 2}, **fields)
+    measured = NewTrial.measured(seeded.study.id, 0, {"threads": 2}, result)
+    seeded.store.record_trial(dataclasses.replace(measured, status="invalid", reason="threads 1 != 2"))
     record = seeded.store.trial(seeded.study.id, 0)
     assert record is not None and (record.status, record.median_ms) == ("invalid", 1.0)
 
@@ -176,8 +181,8 @@ def _two_studies(seeded: Seeded) -> tuple[int, int]:
     """Trial ids of the winner at seq 16 and at seq 128."""
     store = seeded.store
     seq128 = store.get_or_create_study(seeded.machine_id, seeded.model_pk, 128, 1, "p50", "space-1", "study-seq128", {})
-    fast16 = store.record_trial(seeded.study.id, 0, config={"backend": "onnxruntime"}, status="ok", value=1.0)
-    fast128 = store.record_trial(seq128.id, 0, config={"backend": "torch"}, status="ok", value=7.0)
+    fast16 = store.record_trial(NewTrial(seeded.study.id, 0, config={"backend": "onnxruntime"}, status="ok", value=1.0))
+    fast128 = store.record_trial(NewTrial(seq128.id, 0, config={"backend": "torch"}, status="ok", value=7.0))
     return fast16, fast128
 
 
@@ -186,7 +191,7 @@ def test_set_best_upserts_and_best_finds_it(seeded: Seeded) -> None:
     fast16, fast128 = _two_studies(seeded)
     store.set_best(m, p, 128, 1, "p50", fast128, {"backend": "torch"}, {"median_ms": 7.0}, 20.8, 2.97)
     store.set_best(m, p, 16, 1, "p50", fast16, {"backend": "onnxruntime"}, {"median_ms": 1.0}, 5.4, math.inf)
-    better16 = store.record_trial(seeded.study.id, 1, config={"backend": "openvino"}, status="ok", value=0.9)
+    better16 = store.record_trial(NewTrial(seeded.study.id, 1, config={"backend": "openvino"}, status="ok", value=0.9))
     store.set_best(m, p, 16, 1, "p50", better16, {"backend": "openvino"}, {"median_ms": 0.9}, 5.4, 6.0)
 
     every = store.best("fp-a", "minilm")
@@ -212,7 +217,7 @@ def test_set_best_checks_the_trial(seeded: Seeded) -> None:
 
 
 def test_records_are_frozen_and_outlive_the_store(seeded: Seeded) -> None:
-    seeded.store.record_trial(seeded.study.id, 0, config={"a": 1}, status="ok")
+    seeded.store.record_trial(NewTrial(seeded.study.id, 0, config={"a": 1}, status="ok"))
     (study,) = seeded.store.studies()
     (trial,) = seeded.store.trials(study.id)
     seeded.store.close()
@@ -229,7 +234,7 @@ def test_threads_can_share_a_store(seeded: Seeded) -> None:
     def write(first: int) -> None:
         try:
             for number in range(first, first + 10):
-                seeded.store.record_trial(seeded.study.id, number, config={}, status="ok")
+                seeded.store.record_trial(NewTrial(seeded.study.id, number, config={}, status="ok"))
         except BaseException as exc:  # reported below, not lost in the thread
             errors.append(exc)
 
@@ -245,8 +250,8 @@ def test_threads_can_share_a_store(seeded: Seeded) -> None:
 def test_protocol_fields_round_trip(seeded: Seeded) -> None:
     store, study = seeded.store, seeded.study
     noise = {"before": {"busy": [{"pid": 42, "name": "yes", "cpu": 0.99}]}, "during": {"other_cpu": 0.97}}
-    store.record_trial(study.id, 0, config={}, status="pruned", flags=["noisy", "few-samples"], noise=noise,
-                       peak_rss_mb=312.5, throughput=float("inf"))
+    store.record_trial(NewTrial(study.id, 0, config={}, status="pruned", flags=["noisy", "few-samples"], noise=noise,
+                       peak_rss_mb=312.5, throughput=float("inf")))
     record = store.trial(study.id, 0)
     assert record is not None
     assert (record.status, record.flags, record.noise, record.peak_rss_mb) == ("pruned", ["noisy", "few-samples"],
@@ -293,7 +298,7 @@ def test_best_keeps_the_confidence_interval_and_the_finalists(seeded: Seeded) ->
 
 def test_replays_round_trip_in_order_and_are_checked(seeded: Seeded) -> None:
     store, study = seeded.store, seeded.study
-    trial_id = store.record_trial(study.id, 0, config={"backend": "torch"}, status="ok", value=5.0)
+    trial_id = store.record_trial(NewTrial(study.id, 0, config={"backend": "torch"}, status="ok", value=5.0))
     for round_ in range(2):
         store.record_replay(study.id, kind="finalist", role="default", round=round_, config={"backend": "torch"},
                             status="ok", trial_id=trial_id, median_ms=5.0 + round_, samples_ms=[5.0, 5.1],

@@ -1,3 +1,4 @@
+import gc
 import time
 
 from tuner.trial.measure import percentile, stability_warnings, summarize, time_calls
@@ -26,12 +27,21 @@ def test_time_calls_respects_minimum_calls_and_seconds():
     calls = []
     settings = MeasureSettings(warmup_calls=3, warmup_seconds=0.0, min_calls=20, min_seconds=0.05,
                                max_calls=10_000, max_seconds=5.0)
+    timed = []  # gc is off exactly while calls are timed (test_gc_is_off_only_while_timing)
+
+    def call():
+        calls.append(time.sleep(0.001))
+        timed.append(not gc.isenabled())
+
     start = time.perf_counter()
-    samples = time_calls(lambda: calls.append(time.sleep(0.001)), settings)
+    samples = time_calls(call, settings)
     elapsed = time.perf_counter() - start
     assert len(samples) >= 20
     assert sum(samples) / 1000 >= 0.05 * 0.9
-    assert len(calls) == len(samples) + 3 or len(calls) > len(samples)  # warm-up calls are not samples
+    # Warm-up calls are not samples: each timed call is one sample, and the warm-up
+    # made at least its minimum of calls before them.
+    assert sum(timed) == len(samples)
+    assert len(calls) - len(samples) >= settings.warmup_calls and not any(timed[: len(calls) - len(samples)])
     assert all(s >= 0.9 for s in samples)  # each call slept at least ~1 ms
     assert elapsed < 5.0
 
@@ -135,3 +145,14 @@ def test_stability_flags():
     assert M.OUTLIERS in M.stability_flags(summarize([1.0] * 95 + [5.0] * 5))
     assert M.UNSTABLE in M.stability_flags(summarize([1.0, 2.0] * 20))
     assert M.FEW_SAMPLES in M.stability_flags(summarize([1.0] * 10))
+
+
+def test_stability_warnings_word_the_stored_flags_too():
+    unstable = summarize([1.0, 2.0] * 20)
+    assert [w.split(":")[0] for w in stability_warnings(unstable)] == ["unstable"]
+    assert stability_warnings(unstable)[0].endswith("% of the mean") and "34%" in stability_warnings(unstable)[0]
+    # A stored trial's flags, "noisy" (set by the parent) included, are worded as given.
+    assert stability_warnings(unstable, flags=["noisy"]) == ["noisy: other processes used its CPUs while it was timed"]
+    assert stability_warnings({}, flags=["unstable", "few-samples", "not-settled"]) == [
+        "unstable: stdev is 10% of the mean or more", "fewer than 20 samples", "the warm-up did not settle"]
+    assert stability_warnings(summarize([1.0] * 30), flags=[]) == []

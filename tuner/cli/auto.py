@@ -5,23 +5,34 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tuner.cli.common import add_db_argument, format_accuracy, format_ms, parse_duration, parse_seq_lens
 from tuner.errors import UserError
 from tuner.vocabulary import (
     DEFAULT_FINALIST_ROUNDS,
     DEFAULT_FINALISTS,
+    DEFAULT_NOISE_RETRIES,
+    DEFAULT_NOISE_WAIT_S,
+    DEFAULT_OBJECTIVE,
     DEFAULT_PRUNE_MARGIN,
+    DEFAULT_SKIP_DOMINATED,
     DEFAULT_STRATEGY,
+    DEFAULT_TRIALS,
     MIN_FINALIST_ROUNDS,
     OBJECTIVES,
     STRATEGIES,
+    Objective,
+    TrialStatus,
 )
 
-DEFAULT_TRIALS = 30
+if TYPE_CHECKING:
+    from tuner.search.study import StudyOutcome, TuneOptions
+    from tuner.store import TrialRecord
+    from tuner.trial.spec import TrialResult
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("auto", help="tune a model on this machine", description=__doc__)
     p.add_argument(
         "--model",
@@ -33,7 +44,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--trials", type=int, default=None, help=f"measured trials per sequence length (default {DEFAULT_TRIALS})")
     p.add_argument("--budget", default=None, help="wall-clock budget for the whole run, e.g. 10m (split across lengths)")
-    p.add_argument("--objective", default="p50", choices=OBJECTIVES,
+    p.add_argument("--objective", default=DEFAULT_OBJECTIVE.value, choices=OBJECTIVES,
                    help="minimise a latency percentile, maximise throughput, or pareto: both at once, "
                         "a latency-throughput front (`tuner history --pareto`)")
     p.add_argument("--max-memory", default=None, metavar="SIZE",
@@ -49,16 +60,18 @@ def add_parser(subparsers) -> None:
                         f"(default {DEFAULT_FINALIST_ROUNDS}, at least {MIN_FINALIST_ROUNDS})")
     p.add_argument("--no-prune", action="store_true",
                    help="measure every trial in full (default: stop clearly slower ones after a short first measurement)")
-    p.add_argument("--skip-dominated", type=float, default=3.0, metavar="RATIO",
+    p.add_argument("--skip-dominated", type=float, default=DEFAULT_SKIP_DOMINATED, metavar="RATIO",
                    help="structured search: after the warm start, do not run a backend whose every trial took "
-                        "RATIO x the best median (default 3; 0 runs every proposal)")
+                        f"RATIO x the best median (default {DEFAULT_SKIP_DOMINATED:g}; 0 runs every proposal)")
     p.add_argument("--prune-margin", type=float, default=DEFAULT_PRUNE_MARGIN,
                    help=f"a short first measurement this much slower than the best so far is pruned "
                         f"(default {DEFAULT_PRUNE_MARGIN} = {DEFAULT_PRUNE_MARGIN * 100:.0f}%%)")
-    p.add_argument("--noise-retries", type=int, default=1, metavar="N",
-                   help="re-run a trial timed while other processes used its CPUs, up to N times (default 1)")
-    p.add_argument("--noise-wait", type=float, default=3.0, metavar="SECONDS",
-                   help="before a trial, wait up to this long for a busy machine to calm down (default 3; 0: never)")
+    p.add_argument("--noise-retries", type=int, default=DEFAULT_NOISE_RETRIES, metavar="N",
+                   help=f"re-run a trial timed while other processes used its CPUs, up to N times "
+                        f"(default {DEFAULT_NOISE_RETRIES})")
+    p.add_argument("--noise-wait", type=float, default=DEFAULT_NOISE_WAIT_S, metavar="SECONDS",
+                   help=f"before a trial, wait up to this long for a busy machine to calm down "
+                        f"(default {DEFAULT_NOISE_WAIT_S:g}; 0: never)")
     p.add_argument("--cold-start", action="store_true",
                    help="start every trial's worker cold (default: torch-family trials are forked by a server "
                         "that has imported torch and transformers, started exactly as the worker would be)")
@@ -101,7 +114,7 @@ def parse_size(text: str) -> float:
     return float(match.group(1)) * scale
 
 
-def build_options(args: argparse.Namespace):
+def build_options(args: argparse.Namespace) -> TuneOptions:
     from tuner.search.study import TuneOptions
     from tuner.trial.accuracy import Guard
     from tuner.trial.spec import MeasureSettings
@@ -115,7 +128,8 @@ def build_options(args: argparse.Namespace):
     if args.finalists < 0:
         raise UserError("--finalists must be 0 (off) or more")
     if args.finalists and args.finalist_rounds < MIN_FINALIST_ROUNDS:
-        raise UserError("--finalist-rounds must be at least 3: fewer fresh processes cannot show a significant speedup")
+        raise UserError(f"--finalist-rounds must be at least {MIN_FINALIST_ROUNDS}: fewer fresh processes cannot "
+                        "show a significant speedup")
     if args.skip_dominated < 0 or 0 < args.skip_dominated <= 1:
         raise UserError("--skip-dominated must be above 1 (e.g. 3), or 0 to run every proposal")
     if args.prune_margin <= 0:
@@ -145,7 +159,7 @@ def build_options(args: argparse.Namespace):
         prune=not args.no_prune,
         prune_margin=args.prune_margin,
         skip_dominated=args.skip_dominated,
-        finalists=0 if args.objective == "pareto" else args.finalists,
+        finalists=0 if args.objective == Objective.PARETO else args.finalists,
         finalist_rounds=args.finalist_rounds,
         noise_retries=args.noise_retries,
         noise_wait_s=args.noise_wait,
@@ -153,7 +167,20 @@ def build_options(args: argparse.Namespace):
     )
 
 
-def print_outcome(outcome) -> None:
+def print_outcome(outcome: StudyOutcome) -> None:
+    _print_result(outcome)
+    flagged = [t for t in outcome.trials if t.flags]
+    if flagged:
+        counts: dict[str, int] = {}
+        for t in flagged:
+            for flag in t.flags or ():
+                counts[flag] = counts.get(flag, 0) + 1
+        timed = sum(1 for t in outcome.trials if t.median_ms is not None and t.status != TrialStatus.DUPLICATE)
+        print(f"   flagged: {len(flagged)} of {timed} timed trials ({', '.join(f'{n} {f}' for f, n in counts.items())}); "
+              "`tuner history` lists them")
+
+
+def _print_result(outcome: StudyOutcome) -> None:
     from tuner.vocabulary import describe_config
 
     w = outcome.workload
@@ -162,7 +189,7 @@ def print_outcome(outcome) -> None:
         counts[t.status] = counts.get(t.status, 0) + 1
     print(f"\n== seq {w.seq_len}, batch {w.batch}: {len(outcome.trials)} trials "
           f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); stopped: {outcome.stop_reason}")
-    if outcome.objective == "pareto":
+    if outcome.objective == Objective.PARETO:
         print_front(outcome.pareto)
         return
     winner, default = outcome.winner, outcome.default
@@ -172,14 +199,19 @@ def print_outcome(outcome) -> None:
     print(f"   winner  trial {winner.number}: {describe_config(winner.config)}")
     print(f"           median {format_ms(winner.median_ms)} ms  p90 {format_ms(winner.p90_ms)} ms  "
           f"p99 {format_ms(winner.p99_ms)} ms  accuracy {format_accuracy(winner.accuracy)}")
+    _print_warnings(trial_warnings(winner))
     if default is not None:
         print(f"   default trial {default.number}: {describe_config(default.config)}: median {format_ms(default.median_ms)} ms")
+        if default.id != winner.id:
+            _print_warnings(trial_warnings(default))
     decision, ci = outcome.decision, outcome.speedup_ci
     if decision is not None:
         for verdict in decision.verdicts:
             trial = verdict.candidate.trial
             figure = verdict.speedup.describe() if verdict.speedup else verdict.note
-            print(f"   finalist trial {trial.number if trial else '-'}: {figure}")
+            print(f"   finalist trial {trial.number if trial else '-'}: {figure}{runs_warning(verdict.candidate.runs)}")
+        if decision.default is not None and runs_warning(decision.default.runs):
+            print(f"   default re-measured{runs_warning(decision.default.runs)}")
     if ci is not None:
         print(f"   speedup {ci.describe()} over the stock default ({outcome.objective}; "
               f"{ci.candidate_runs} vs {ci.baseline_runs} fresh processes, interleaved)")
@@ -192,7 +224,33 @@ def print_outcome(outcome) -> None:
         print("   the stock default did not produce a result, so no speedup is stated")
 
 
-def print_front(front: list) -> None:
+def _print_warnings(words: list[str]) -> None:
+    if words:
+        print(f"           warning: {'; '.join(words)}")
+
+
+def trial_warnings(trial: TrialRecord) -> list[str]:
+    """A stored trial's stability flags in plain words (pyperf's instability warning)."""
+    from tuner.trial.measure import stability_warnings, summarize
+
+    if not trial.flags:
+        return []
+    return stability_warnings(summarize(trial.samples_ms) if trial.samples_ms else {}, flags=trial.flags)
+
+
+def runs_warning(runs: list[TrialResult]) -> str:
+    """'' when no re-measurement was flagged; else how many were, and the worst in words."""
+    from tuner.trial.measure import stability_warnings
+
+    flagged = [r for r in runs if r.flags]
+    if not flagged:
+        return ""
+    worst = max(flagged, key=lambda r: (len(r.flags), r.stats.get("cv", 0.0)))
+    return (f"; {len(flagged)} of {len(runs)} runs flagged "
+            f"(worst: {'; '.join(stability_warnings(worst.stats, flags=worst.flags))})")
+
+
+def print_front(front: list[TrialRecord]) -> None:
     """The latency-throughput Pareto front, lowest latency first."""
     from tuner.search.pareto import throughput_of
     from tuner.vocabulary import describe_config

@@ -15,14 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.cli.common import format_accuracy, format_ms
 from tuner.errors import UserError
-from tuner.vocabulary import SINGLE_OBJECTIVES
+from tuner.vocabulary import DEFAULT_OBJECTIVE, SINGLE_OBJECTIVES, Objective
+
+if TYPE_CHECKING:
+    from tuner.space import Space
+    from tuner.trial.launch import RuntimePlan
+    from tuner.trial.spec import TrialResult, Workload
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("measure", help="run one configuration as one trial and show what it got",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="local folder, installed model package, or cached Hugging Face id")
@@ -65,7 +70,7 @@ def _scalar(text: str) -> Any:
     return text
 
 
-def build_config(space, sets: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+def build_config(space: Space, sets: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     """The full configuration for ``sets`` (defaults for the rest) and a warning per
     value the space pruned here. Raises UserError for unknown keys and values."""
     from tuner.space.schema import _same_kind
@@ -106,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.search.lock import MachineLock
     from tuner.space import load_space
     from tuner.trial import spec as S
+    from tuner.trial.measure import stability_warnings
     from tuner.trial.runner import TrialRunner
 
     if args.min_time <= 0:
@@ -113,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise UserError("--batch must be at least 1")
     sets = parse_sets(args.sets)
-    objective = args.objective or ("throughput" if "instances" in sets else "p50")
+    objective = args.objective or (Objective.THROUGHPUT.value if "instances" in sets else DEFAULT_OBJECTIVE.value)
     model = resolve_model(args.model)
     machine = detect()
     space = load_space(machine, objective=objective)
@@ -132,13 +138,15 @@ def run(args: argparse.Namespace) -> int:
             "status": result.status, "reason": result.reason, "stats": result.stats, "accuracy": result.accuracy,
             "plan": {"prefix": plan.prefix, "env": plan.env, "unset": plan.unset, "notes": plan.notes},
             "effective": result.effective, "timings": result.timings,
+            "flags": result.flags, "warnings": stability_warnings(result.stats, flags=result.flags),
         }, indent=2, sort_keys=True, default=str))
     else:
         print_result(config, workload, result, plan)
     return 0 if result.status == S.OK else 1
 
 
-def print_result(config: dict[str, Any], workload, result, plan) -> None:
+def print_result(config: dict[str, Any], workload: Workload, result: TrialResult, plan: RuntimePlan) -> None:
+    from tuner.trial.measure import stability_warnings
     from tuner.trial.probe import summary
     from tuner.vocabulary import describe_config
 
@@ -148,6 +156,8 @@ def print_result(config: dict[str, Any], workload, result, plan) -> None:
     if stats.get("n"):
         print(f"  latency    median {format_ms(stats.get('median'))} ms  p90 {format_ms(stats.get('p90'))} ms  "
               f"p99 {format_ms(stats.get('p99'))} ms  ({int(stats['n'])} calls, cv {stats.get('cv', 0):.1%})")
+    for warning in stability_warnings(stats, flags=result.flags):
+        print(f"  warning    {warning}")
     if "throughput" in stats:
         print(f"  throughput {stats['throughput']:.1f} inferences/s over {int(stats.get('instances', 1))} instance(s)")
     if result.accuracy:

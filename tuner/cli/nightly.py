@@ -83,12 +83,13 @@ def run(args: argparse.Namespace) -> int:
     store = Store.open(args.db)
     try:
         if args.dry_run:
-            statuses, plan = plan_for(store, machine, settings)
+            planned = plan_for(store, machine, settings)
             if args.json:
                 print(json.dumps({"machine": machine.fingerprint, "hostname": machine.hostname,
-                                  "plan": [i.to_dict() for i in plan]}, indent=2))
+                                  "previous_hosts": planned.previous_hosts,
+                                  "plan": [i.to_dict() for i in planned.items]}, indent=2))
             else:
-                _print_plan(machine, plan)
+                _print_plan(machine, planned.items, planned.previous_hosts)
             return 0
         say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
             (lambda line: print(line, flush=True))
@@ -108,9 +109,11 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _print_plan(machine, plan) -> None:
+def _print_plan(machine, plan, previous_hosts) -> None:
     print(f"plan for {machine.hostname} ({machine.cpu.model_name}, fingerprint {machine.fingerprint}); "
           "--dry-run: nothing is changed")
+    if previous_hosts:
+        print(f"(the winners of {', '.join(previous_hosts)} count as this machine's past: the database came from there)")
     if not plan:
         print("nothing to do: no stored winner for this machine, a previous incarnation or a similar machine, "
               "and no --config")

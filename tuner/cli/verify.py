@@ -11,30 +11,45 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
 
 from tuner.cli.common import add_db_argument, format_ms
 from tuner.errors import UserError
-from tuner.vocabulary import DEFAULT_FINALIST_ROUNDS, MIN_FINALIST_ROUNDS, SINGLE_OBJECTIVES
+from tuner.vocabulary import (
+    DEFAULT_FINALIST_ROUNDS,
+    DEFAULT_NOISE_RETRIES,
+    DEFAULT_NOISE_WAIT_S,
+    DEFAULT_OBJECTIVE,
+    MIN_FINALIST_ROUNDS,
+    SINGLE_OBJECTIVES,
+)
 
-DEFAULT_ROUNDS = DEFAULT_FINALIST_ROUNDS
+if TYPE_CHECKING:
+    from tuner.hardware import MachineInfo
+    from tuner.model import ModelRef
+    from tuner.store import BestRecord, Store
+
 EXIT_NO_LONGER_HOLDS = 3
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("verify", help="re-measure the stored winner against the stock default",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--seq-len", type=int, default=None, help="which tuned length (default: every stored one)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--objective", default="p50", choices=SINGLE_OBJECTIVES)
-    p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
-                   help=f"fresh processes for each of the two (default {DEFAULT_ROUNDS}, at least {MIN_FINALIST_ROUNDS})")
+    p.add_argument("--objective", default=DEFAULT_OBJECTIVE.value, choices=SINGLE_OBJECTIVES)
+    p.add_argument("--rounds", type=int, default=DEFAULT_FINALIST_ROUNDS,
+                   help=f"fresh processes for each of the two (default {DEFAULT_FINALIST_ROUNDS}, "
+                        f"at least {MIN_FINALIST_ROUNDS})")
     p.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
                    help="time each run for at least this long, after warm-up (default 1.0)")
-    p.add_argument("--noise-retries", type=int, default=1, metavar="N",
-                   help="re-run a run timed while other processes used its CPUs, up to N times (default 1)")
-    p.add_argument("--noise-wait", type=float, default=3.0, metavar="SECONDS",
-                   help="before a run, wait up to this long for a busy machine to calm down (default 3; 0: never)")
+    p.add_argument("--noise-retries", type=int, default=DEFAULT_NOISE_RETRIES, metavar="N",
+                   help=f"re-run a run timed while other processes used its CPUs, up to N times "
+                        f"(default {DEFAULT_NOISE_RETRIES})")
+    p.add_argument("--noise-wait", type=float, default=DEFAULT_NOISE_WAIT_S, metavar="SECONDS",
+                   help=f"before a run, wait up to this long for a busy machine to calm down "
+                        f"(default {DEFAULT_NOISE_WAIT_S:g}; 0: never)")
     p.add_argument("--wait", action="store_true", help="wait for a tuning run on this machine instead of refusing")
     p.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     add_db_argument(p)
@@ -48,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.store import Store
 
     if args.rounds < MIN_FINALIST_ROUNDS:
-        raise UserError("--rounds must be at least 3: fewer fresh processes cannot bound a speedup")
+        raise UserError(f"--rounds must be at least {MIN_FINALIST_ROUNDS}: fewer fresh processes cannot bound a speedup")
     if args.min_time <= 0:
         raise UserError("--min-time must be positive, e.g. 1.0")
     model = resolve_model(args.model)
@@ -64,23 +79,28 @@ def run(args: argparse.Namespace) -> int:
         holds = True
         with MachineLock(wait=args.wait, what=f"tuner verify --model {args.model}"):
             for best in found:
-                holds = _verify_one(args, store, model, machine, best) and holds
+                holds = verify_one(args, store, model, machine, best) and holds
     finally:
         store.close()
     return 0 if holds else EXIT_NO_LONGER_HOLDS
 
 
-def _verify_one(args: argparse.Namespace, store, model, machine, best) -> bool:
-    """Re-measure one stored winner; True when its stored speedup still holds."""
-    from dataclasses import replace
+def verify_one(args: argparse.Namespace, store: Store, model: ModelRef, machine: MachineInfo, best: BestRecord,
+               runner: Any | None = None) -> bool:
+    """Re-measure one stored winner; True when its stored speedup still holds.
 
+    The runs are judged as the study judged its finalists (tuner.search._replay: the
+    study's own accuracy guard and memory limit, the probe against the plan), so a
+    winner whose replay fails them today has no speedup to state. ``runner`` replaces
+    the process runner (tests).
+    """
     from tuner.model import DEFAULT_EVAL_TEXTS
     from tuner.search import finalists as F
+    from tuner.search.objective import space_objective
     from tuner.search.quiet import QuietRunner
-    from tuner.search.study import space_objective
+    from tuner.search.study import Judge, Replay
     from tuner.space import load_space
     from tuner.trial import spec as S
-    from tuner.trial.accuracy import Guard
     from tuner.trial.runner import TrialRunner
     from tuner.vocabulary import config_key, describe_config
 
@@ -97,40 +117,38 @@ def _verify_one(args: argparse.Namespace, store, model, machine, best) -> bool:
         return True
     workload = S.Workload(seq_len=best.seq_len, batch=best.batch)
     measure = S.MeasureSettings(min_seconds=args.min_time, warmup_seconds=min(0.3, args.min_time / 3))
-    runner = TrialRunner(model, machine, list(DEFAULT_EVAL_TEXTS), measure)
+    if runner is None:
+        runner = TrialRunner(model, machine, list(DEFAULT_EVAL_TEXTS), measure)
     quiet = QuietRunner(runner, retries=args.noise_retries, wait_s=args.noise_wait)
-    reference = runner.reference(workload)
-    guard = Guard()
     default = F.Candidate("default", default_config)
     winner = F.Candidate("candidate", best.config, trial)
 
-    def run_one(candidate: F.Candidate, round_: int) -> S.TrialResult:
-        name = "winner " if candidate.role == "candidate" else "default"
-        result, _ = quiet.run(workload, candidate.config, reference, f"{name} round {round_ + 1}",
-                              replace(measure, prune_above_ms=None))
-        if result.status == S.OK and guard.check(model.task, result.accuracy):
-            result.status, result.reason = S.REJECTED, f"below the accuracy guard: {guard.check(model.task, result.accuracy)}"
-        stats = result.stats
-        store.record_replay(
-            trial.study_id, kind="verify", role=candidate.role, round=round_, config=candidate.config,
-            status=result.status, trial_id=trial.id if candidate.role == "candidate" else None, reason=result.reason,
-            median_ms=stats.get("median"), p90_ms=stats.get("p90"), p99_ms=stats.get("p99"),
-            n_samples=int(stats["n"]) if "n" in stats else None, samples_ms=result.samples_ms,
-            throughput=stats.get("throughput"), flags=result.flags or None, noise=result.noise or None,
-        )
-        if not args.quiet:
-            what = f"median {format_ms(stats.get('median'))} ms" if result.status == S.OK else \
-                f"{result.status}: {result.reason}"
-            flags = f" [{', '.join(result.flags)}]" if result.flags else ""
-            print(f"    round {round_ + 1} {name}: {what}{flags}", flush=True)
-        return result
+    def name(candidate: F.Candidate) -> str:
+        return "winner " if candidate.role == "candidate" else "default"
 
-    F.remeasure([winner, default], args.rounds, run_one)
-    for candidate, name in ((winner, "winner "), (default, "default")):
+    def show(candidate: F.Candidate, round_: int, result: S.TrialResult) -> None:
+        stats = result.stats
+        what = f"median {format_ms(stats.get('median'))} ms" if result.status == S.OK else \
+            f"{result.status}: {result.reason}"
+        flags = f" [{', '.join(result.flags)}]" if result.flags else ""
+        print(f"    round {round_ + 1} {name(candidate)}: {what}{flags}", flush=True)
+
+    replay = Replay(quiet, store, trial.study_id, workload, runner.reference(workload),
+                    Judge.of_study(study, model.task), measure, "verify",
+                    label=lambda candidate, round_: f"{name(candidate)} round {round_ + 1}",
+                    on_run=None if args.quiet else show)
+    replay.remeasure([winner, default], args.rounds)
+    for candidate in (winner, default):
         medians = [r.stats["median"] for r in candidate.measured]
         listed = " ".join(format_ms(m) for m in medians) or "-"
-        print(f"  {name} {len(candidate.measured)}/{len(candidate.runs)} runs measured, per-process medians {listed} ms")
+        print(f"  {name(candidate)} {len(candidate.measured)}/{len(candidate.runs)} runs measured, "
+              f"per-process medians {listed} ms")
     if len(winner.measured) < 2 or len(default.measured) < 2:
+        failed = [r for r in winner.runs if r.status != S.OK]
+        if failed:
+            print(f"warning: seq {best.seq_len}: the stored winner failed {len(failed)} of {len(winner.runs)} "
+                  f"replays ({failed[0].status}: {failed[0].reason}); run `tuner auto --model {args.model}` again",
+                  file=sys.stderr)
         print("  too few runs produced a result to state a speedup; see the reasons above", file=sys.stderr)
         return False
     today = F.compare(best.objective, default, winner, best.batch)

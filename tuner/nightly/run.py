@@ -59,13 +59,20 @@ class RunSettings:
                 "config": self.config.path, "verify_after_s": self.config.verify_after_s}
 
 
-def plan_for(store: "Store", machine: "MachineInfo", settings: RunSettings,
-             now: datetime | None = None) -> tuple[list[WinnerStatus], list[PlanItem]]:
+@dataclass
+class Plan:
+    statuses: list[WinnerStatus]
+    items: list[PlanItem]
+    previous_hosts: list[str]  # other hostnames whose machines count as this one's past
+
+
+def plan_for(store: "Store", machine: "MachineInfo", settings: RunSettings, now: datetime | None = None) -> Plan:
     """The status table and the plan made from it (nothing is written)."""
     assessor = Assessor(store, machine)
     try:
         statuses = assessor.assess()
-        return statuses, make_plan(statuses, settings.config, assessor, now or datetime.now(UTC), settings.trials)
+        items = make_plan(statuses, settings.config, assessor, now or datetime.now(UTC), settings.trials)
+        return Plan(statuses, items, assessor.previous_hosts)
     finally:
         assessor.close()
 
@@ -114,12 +121,14 @@ class Nightly:
             for result in old.results or []:
                 if result.get("outcome") == "running" and result.get("study"):
                     self._resume[result["key"]] = result
-        _, plan = plan_for(self.store, me, self.settings)
+        planned = plan_for(self.store, me, self.settings)
+        plan = planned.items
         machine_id = self.store.upsert_machine(me.to_dict(), me.fingerprint, me.hardware_fingerprint,
                                                me.software_fingerprint, me.hostname)
-        record = self.store.start_nightly_run(machine_id=machine_id, hostname=me.hostname, fingerprint=me.fingerprint,
-                                              pid=os.getpid(), settings=self.settings.to_dict(),
-                                              plan=[i.to_dict() for i in plan])
+        record = self.store.start_nightly_run(
+            machine_id=machine_id, hostname=me.hostname, fingerprint=me.fingerprint, pid=os.getpid(),
+            settings={**self.settings.to_dict(), "previous_hosts": planned.previous_hosts},
+            plan=[i.to_dict() for i in plan])
         self.run_id = record.id
         budget = self.settings.budget_s if self.settings.budget_s is not None else self.settings.config.budget_s
         self._deadline = time.monotonic() + budget if budget else None
@@ -127,7 +136,11 @@ class Nightly:
             for n, item in enumerate(plan):
                 self.results.append(self.step(item, plan[n + 1:]))
                 self.store.record_nightly_results(record.id, self.results)
-        except BaseException:
+        except Exception as exc:  # a bug: the traceback follows; the row says so first
+            self.store.finish_nightly_run(record.id, status="failed", exit_code=EXIT_ERROR,
+                                          summary=f"failed: {type(exc).__name__}: {exc}", results=self.results)
+            raise
+        except BaseException:  # Ctrl-C, SystemExit
             self.store.finish_nightly_run(record.id, status="interrupted", exit_code=None,
                                           summary="stopped before it finished; the next run resumes its plan",
                                           results=self.results)

@@ -18,9 +18,10 @@ tuned, one of:
 - ``unavailable``: the model cannot be found here any more.
 
 A previous incarnation is a machine row with this hostname or this hardware
-fingerprint; when there is none and the database's other machines all carry one
-hostname, the database was moved here from that machine, and its machines count as
-previous incarnations too.
+fingerprint. When there is none, this machine has no winner yet, and the database's
+other machines all carry one hostname, the database was moved here from that
+machine: its machines count as previous incarnations too, and a nightly run records
+that host, so they keep counting once this machine has winners of its own.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class Assessor:
         self._spaces: dict[tuple[tuple[str, ...] | None, str], str] = {}
         self._backends: dict[str, list[str] | None] = {}
         self._optuna: Any = None
+        self.previous_hosts: list[str] = []  # other hostnames taken for this machine's past (machines())
 
     def close(self) -> None:
         if self._optuna is not None:
@@ -146,11 +148,16 @@ class Assessor:
         machines = self.store.machines()
         me = self.machine
         here = {m.id for m in machines if m.fingerprint == me.fingerprint}
-        before = {m.id for m in machines if m.id not in here
-                  and (m.hostname == me.hostname or m.hardware_fingerprint == me.hardware_fingerprint)}
+        # Hosts an earlier nightly run of this host took for its past (a moved database).
+        adopted = {h for run in self.store.nightly_runs(hostname=me.hostname)
+                   for h in run.settings.get("previous_hosts") or [] if isinstance(h, str)}
+        before = {m.id for m in machines if m.id not in here and (
+            m.hostname == me.hostname or m.hostname in adopted or m.hardware_fingerprint == me.hardware_fingerprint)}
         others = [m for m in machines if m.id not in here]
-        if not before and len({m.hostname for m in others}) == 1:
+        if not before and len({m.hostname for m in others}) == 1 and not (
+                here and self.store.winners(machine_ids=sorted(here))):
             before = {m.id for m in others}  # a database moved here from one other machine
+        self.previous_hosts = sorted({m.hostname for m in machines if m.id in before} - {me.hostname})
         now = me.to_dict()
         similar = {m.id for m in machines if m.id not in here | before and same_cpu(m.info, now)}
         return here, before, similar, machines

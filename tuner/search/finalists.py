@@ -22,7 +22,7 @@ from tuner.search import objective as objectives
 from tuner.search.pareto import throughput_of
 from tuner.search.stats import Speedup, latency_speedup, rate_speedup
 from tuner.trial import spec as S
-from tuner.vocabulary import config_key
+from tuner.vocabulary import Objective, config_key
 
 
 @dataclass
@@ -65,6 +65,7 @@ class Decision:
     speedup: Speedup | None  # the winner's over the default (None: the default is the winner, or failed)
     verdicts: list[Verdict]
     summary: str
+    default: Candidate | None = None  # the stock default's re-measurements
 
 
 
@@ -101,7 +102,7 @@ def remeasure(candidates: list[Candidate], rounds: int, run: Callable[[Candidate
 def compare(objective: str, default: Candidate, candidate: Candidate, batch: int = 1, seed: int = 0) -> Speedup:
     """The candidate's speedup over the default, with its confidence interval."""
     base, cand = default.measured, candidate.measured
-    if objective == "throughput":
+    if objective == Objective.THROUGHPUT:
         # One figure per process: aggregate over instances where it ran several.
         def rates(runs: list[S.TrialResult]) -> list[float]:
             return [throughput_of(r.stats.get("median"), r.stats.get("throughput"), batch) or 0.0 for r in runs]
@@ -121,9 +122,9 @@ def decide(
             verdicts.append(Verdict(f, None, "the stock default did not run"))
         usable = [f for f in finalists if f.measured]
         if not usable:
-            return Decision(default, None, verdicts, "no finalist and no default produced a result")
+            return Decision(default, None, verdicts, "no finalist and no default produced a result", default)
         best = min(usable, key=lambda f: _median_of_medians(f))
-        return Decision(best, None, verdicts, "the stock default produced no result, so no speedup is stated")
+        return Decision(best, None, verdicts, "the stock default produced no result, so no speedup is stated", default)
     for f in finalists:
         if len(f.measured) < min_runs:
             verdicts.append(Verdict(f, None, f"only {len(f.measured)} of {len(f.runs)} re-measurements produced a result"))
@@ -131,17 +132,18 @@ def decide(
             verdicts.append(Verdict(f, compare(objective, default, f, batch, seed=len(verdicts))))
     significant = [v for v in verdicts if v.speedup is not None and v.speedup.significant]
     if significant:
-        best = max(significant, key=lambda v: v.speedup.point if v.speedup else 0.0)
-        return Decision(best.candidate, best.speedup, verdicts,
-                        f"significantly faster than the stock default: {best.speedup.describe()}" if best.speedup else "")
+        chosen = max(significant, key=lambda v: v.speedup.point if v.speedup else 0.0)
+        return Decision(chosen.candidate, chosen.speedup, verdicts,
+                        f"significantly faster than the stock default: {chosen.speedup.describe()}"
+                        if chosen.speedup else "", default)
     measured = [v for v in verdicts if v.speedup is not None]
     if measured:
         top = max(measured, key=lambda v: v.speedup.point if v.speedup else 0.0)
         assert top.speedup is not None
         return Decision(default, None, verdicts,
                         f"no finalist is significantly better than the stock default (best: {top.speedup.describe()}); "
-                        "the stock default stays")
-    return Decision(default, None, verdicts, "no finalist could be re-measured; the stock default stays")
+                        "the stock default stays", default)
+    return Decision(default, None, verdicts, "no finalist could be re-measured; the stock default stays", default)
 
 
 def _median_of_medians(candidate: Candidate) -> float:

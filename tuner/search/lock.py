@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from tuner.errors import LockedError
 
@@ -26,25 +27,26 @@ class MachineLock:
         self.path = path or default_lock_path()
         self.wait = wait
         self.what = what
-        self._file = None
+        self._file: TextIO | None = None
 
     def __enter__(self) -> "MachineLock":
-        self._file = open(self.path, "a+")
+        file = open(self.path, "a+")  # held until __exit__
         try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = self._holder()
             if not self.wait:
-                self._file.close()
+                file.close()
                 raise LockedError(
                     f"another tuning run holds this machine ({holder}); wait for it to finish or pass --wait"
                 ) from None
             print(f"waiting for another tuning run to finish ({holder})", file=sys.stderr)
-            fcntl.flock(self._file, fcntl.LOCK_EX)
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(f"pid {os.getpid()}, {self.what}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        self._file.flush()
+            fcntl.flock(file, fcntl.LOCK_EX)
+        file.seek(0)
+        file.truncate()
+        file.write(f"pid {os.getpid()}, {self.what}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        file.flush()
+        self._file = file
         return self
 
     def _holder(self) -> str:

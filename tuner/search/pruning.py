@@ -15,14 +15,15 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-# User attributes the study sets on each told trial (see tuner.search.study).
+from tuner.vocabulary import DEFAULT_PRUNE_MARGIN
+
+# User attributes the study sets on each told trial (see tuner.search._reconcile).
 MEDIAN_ATTR = "median_ms"
 FEASIBLE_ATTR = "feasible"
-DEFAULT_MARGIN = 0.5
 
 
 class BestSoFarPruner(optuna.pruners.BasePruner):
-    def __init__(self, margin: float = DEFAULT_MARGIN) -> None:
+    def __init__(self, margin: float = DEFAULT_PRUNE_MARGIN) -> None:
         if margin <= 0:
             raise ValueError("the pruning margin must be positive")
         self.margin = margin

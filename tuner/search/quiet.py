@@ -2,7 +2,7 @@
 verify` run every configuration through (docs/measurement.md).
 
 Before a run the machine is checked (tuner.trial.noise.check_machine); while it is
-busy the run waits up to ``wait_s`` (NOISE_WAIT_S). The worker then measures how much CPU other
+busy the run waits up to ``wait_s`` (DEFAULT_NOISE_WAIT_S). The worker then measures how much CPU other
 processes took on its CPUs while it was timed; a run disturbed that way is run again
 (up to ``retries`` times), the quietest attempt is kept, and it is flagged "noisy"
 when even that one was disturbed. Every check is kept in the result's ``noise``.
@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tuner.trial import spec as S
-from tuner.trial.launch import RuntimePlan
+from tuner.trial.plan import RuntimePlan
+from tuner.vocabulary import DEFAULT_NOISE_RETRIES, DEFAULT_NOISE_WAIT_S
 
-# How long to wait for a busy machine to calm down before a run, and how often to look.
-NOISE_WAIT_S = 3.0
+# How often to look whether a busy machine has calmed down.
 NOISE_POLL_S = 0.5
 
 
@@ -28,15 +28,15 @@ def warn_to_stderr(message: str) -> None:
 
 
 class QuietRunner:
-    def __init__(self, runner: Any, check: bool = True, retries: int = 1,
-                 warn: Callable[[str], None] = warn_to_stderr, wait_s: float = NOISE_WAIT_S) -> None:
+    def __init__(self, runner: Any, check: bool = True, retries: int = DEFAULT_NOISE_RETRIES,
+                 warn: Callable[[str], None] = warn_to_stderr, wait_s: float = DEFAULT_NOISE_WAIT_S) -> None:
         self.runner = runner  # a tuner.trial.runner.TrialRunner (or a replay of one)
         self.check = check
         self.retries = max(0, retries)
         self.warn = warn
         self.wait_s = wait_s
 
-    def run(self, workload: S.Workload, config: dict, reference: str | None, label: str,
+    def run(self, workload: S.Workload, config: dict[str, Any], reference: str | None, label: str,
             measure: S.MeasureSettings) -> tuple[S.TrialResult, RuntimePlan]:
         """Run ``config`` once or more (see the module docstring); never raises for a failed run."""
         from tuner.trial.measure import NOISY
@@ -81,6 +81,17 @@ class QuietRunner:
             report = check_machine()
         report["waited_s"] = round(waited, 2)
         return report
+
+
+def governor_warning(cpus: Iterable[int]) -> str | None:
+    """Words for CPUs whose frequency governor lets the clock change between runs (None: none does)."""
+    from tuner.trial.noise import governors
+
+    slow = sorted({g for g in governors(cpus).values() if g != "performance"})
+    if not slow:
+        return None
+    return (f"CPU frequency governor is {', '.join(slow)}: the clock may change between trials; "
+            "`cpupower frequency-set -g performance` pins it")
 
 
 def _other_cpu(result: S.TrialResult) -> float:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tuner.vocabulary import Objective
+
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 # Calls drawn per process in each resample: enough for a stable median and p99 of
@@ -29,7 +31,7 @@ RESAMPLES = 2000
 # process has widens the interval a little (conservative, never optimistic).
 CALLS_PER_PROCESS = 400
 
-_QUANTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "throughput": 50.0}
+_QUANTILES: dict[str, float] = {Objective.P50: 50.0, Objective.P90: 90.0, Objective.P99: 99.0, Objective.THROUGHPUT: 50.0}
 
 
 def statistic(objective: str, samples: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -82,7 +84,7 @@ def _resampled(runs: list[np.ndarray], objective: str, rng: np.random.Generator,
 def latency_speedup(
     baseline_runs: Sequence[Sequence[float]],
     candidate_runs: Sequence[Sequence[float]],
-    objective: str = "p50",
+    objective: str = Objective.P50,
     *,
     confidence: float = CONFIDENCE,
     resamples: int = RESAMPLES,

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tuner.vocabulary import STRATEGIES, config_key
+from tuner.vocabulary import STRATEGIES, Strategy, TrialStatus, config_key
 
 if TYPE_CHECKING:
     import optuna
@@ -125,10 +125,11 @@ def change_effects(space: "Space", measured: list[Measured], better: Any) -> dic
     helped (or hurt) one configuration is likely to do so elsewhere."""
     seen: dict[tuple[str, Any], list[float]] = {}
     for before, dim, value, after in _measured_pairs(space, measured):
-        if before.status != "ok" or not before.value:
+        if before.status != TrialStatus.OK or not before.value:
             continue
-        timed = after.status in ("ok", "rejected") and after.value
-        seen.setdefault((dim, value), []).append(_log_ratio(after.value, before.value, better) if timed else math.inf)
+        timed = after.status in (TrialStatus.OK, TrialStatus.REJECTED)
+        ratio = _log_ratio(after.value, before.value, better) if timed and after.value else math.inf
+        seen.setdefault((dim, value), []).append(ratio)
     return {change: sum(ratios) / len(ratios) for change, ratios in seen.items()}
 
 
@@ -183,17 +184,17 @@ def next_local(space: "Space", centres: list[tuple[dict[str, Any], float]], meas
     done = {config_key(m.config): m for m in measured}
     effects = change_effects(space, measured, better)
     neutral = numerics_neutral(space, measured)
-    rejected = [m.config for m in measured if m.status == "rejected"]
+    rejected = [m.config for m in measured if m.status == TrialStatus.REJECTED]
     hurt: list[tuple[float, int, dict[str, Any]]] = []  # (effect elsewhere, centre rank, configuration)
     for rank, (centre, centre_value) in enumerate(centres[:LOCAL_CENTRES]):
         near: dict[str, tuple[float, Any]] = {}  # dimension -> (log ratio, value) of its change that beat the centre most
-        fresh = []
+        fresh: list[tuple[float, int, dict[str, Any]]] = []  # (effect elsewhere, order, configuration)
         for dim, value, config in neighbours(space, centre):
             found = done.get(config_key(config))
             if found is None:
                 if not _fails_guard(config, rejected, neutral):
                     fresh.append((effects.get((dim, value), 0.0), len(fresh), config))
-            elif found.status == "ok" and found.value:
+            elif found.status == TrialStatus.OK and found.value:
                 ratio = _log_ratio(found.value, centre_value, better)
                 if ratio < 0.0 and (dim not in near or ratio < near[dim][0]):
                     near[dim] = (ratio, value)
@@ -207,7 +208,7 @@ def next_local(space: "Space", centres: list[tuple[dict[str, Any], float]], meas
     return min(hurt, key=lambda h: h[:2])[2] if hurt else None
 
 
-def _next_combination(space: "Space", centre: dict[str, Any], near: dict[str, tuple[float, Any]], done: dict,
+def _next_combination(space: "Space", centre: dict[str, Any], near: dict[str, tuple[float, Any]], done: dict[str, Measured],
                       rejected: list[dict[str, Any]], neutral: set[str]) -> dict[str, Any] | None:
     """The unmeasured combination of two or more of ``near``'s changes with the lowest
     sum of measured log ratios (the knobs add up nearly independently)."""
@@ -226,15 +227,15 @@ def make_sampler(
 ) -> "optuna.samplers.BaseSampler":
     import optuna
 
-    if strategy == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if strategy not in ("tpe", "structured"):
+    if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy == Strategy.RANDOM:
+        return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
         # group= and multivariate= are "experimental" in Optuna; they are what a
         # conditional space needs.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if strategy == "tpe":
+        if strategy == Strategy.TPE:
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, (trials or 30) // 3)))
         return optuna.samplers.TPESampler(
             seed=seed, group=True, multivariate=True,

@@ -14,10 +14,10 @@ from tuner.store._records import (
     BestRecord,
     MachineRecord,
     ModelRecord,
+    NewTrial,
     ReplayRecord,
     StudyRecord,
     TrialRecord,
-    trial_fields,
 )
 from tuner.store._nightly import NIGHTLY_STATUSES, NightlyRunRecord, WinnerRecord
 from tuner.store._store import DuplicateTrialError, Store
@@ -35,10 +35,10 @@ __all__ = [
     "MachineRecord",
     "ModelRecord",
     "NightlyRunRecord",
+    "NewTrial",
     "ReplayRecord",
     "Store",
     "StudyRecord",
     "TrialRecord",
     "WinnerRecord",
-    "trial_fields",
 ]

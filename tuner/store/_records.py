@@ -7,6 +7,7 @@ This module imports nothing heavy: ``import tuner.store`` stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -143,32 +144,67 @@ class ReplayRecord:
     created: datetime
 
 
-def trial_fields(result: "TrialResult") -> dict[str, Any]:
-    """``record_trial`` keyword arguments for what a worker measured.
+@dataclass(frozen=True)
+class NewTrial:
+    """One trial as ``Store.record_trial`` writes it: which study and Optuna trial
+    number, the configuration, its status and what was measured.
 
-    The parent still decides ``config``, ``value``, ``accuracy_ok`` and the times, and
-    may override ``status``/``reason`` (invalid, rejected): ``{**trial_fields(r), "status": ...}``.
+    ``NewTrial.measured`` builds one from a worker's result; the parent then decides
+    what the worker cannot (``value``, ``accuracy_ok``, the times) and may override
+    the status with its own verdict (invalid, rejected): ``dataclasses.replace``.
     """
-    stats = result.stats
-    n = stats.get("n")
-    return {
-        "status": result.status,
-        "reason": result.reason,
-        "median_ms": stats.get("median"),
-        "p90_ms": stats.get("p90"),
-        "p99_ms": stats.get("p99"),
-        "mean_ms": stats.get("mean"),
-        "stdev_ms": stats.get("stdev"),
-        "cv": stats.get("cv"),
-        "n_samples": int(n) if n is not None else None,
-        "samples_ms": list(result.samples_ms),
-        "accuracy": dict(result.accuracy) or None,
-        "effective": dict(result.effective) or None,
-        "timings": dict(result.timings) or None,
-        "artifact": result.artifact,
-        "stderr_tail": result.stderr_tail,
-        "flags": list(result.flags) or None,
-        "noise": dict(result.noise) or None,
-        "peak_rss_mb": result.peak_rss_mb,
-        "throughput": stats.get("throughput"),
-    }
+
+    study_id: int
+    number: int
+    config: Mapping[str, Any]
+    status: str
+    reason: str | None = None
+    value: float | None = None
+    median_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    stdev_ms: float | None = None
+    cv: float | None = None
+    n_samples: int | None = None
+    samples_ms: Sequence[float] = ()
+    accuracy: Mapping[str, Any] | None = None
+    accuracy_ok: bool | None = None
+    effective: Mapping[str, Any] | None = None
+    timings: Mapping[str, Any] | None = None
+    artifact: str | None = None
+    stderr_tail: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    flags: Sequence[str] | None = None  # stability flags: unstable, outliers, few-samples, not-settled, noisy
+    noise: Mapping[str, Any] | None = None  # noise checks: before the trial, during its timing, attempts
+    peak_rss_mb: float | None = None
+    throughput: float | None = None  # inferences per second
+
+    @classmethod
+    def measured(
+        cls,
+        study_id: int,
+        number: int,
+        config: Mapping[str, Any],
+        result: "TrialResult",
+        *,
+        value: float | None = None,
+        accuracy_ok: bool | None = None,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+    ) -> "NewTrial":
+        """What a worker measured (its status and reason included), as a trial to record."""
+        stats = result.stats
+        n = stats.get("n")
+        return cls(
+            study_id, number, config, result.status, reason=result.reason, value=value,
+            median_ms=stats.get("median"), p90_ms=stats.get("p90"), p99_ms=stats.get("p99"),
+            mean_ms=stats.get("mean"), stdev_ms=stats.get("stdev"), cv=stats.get("cv"),
+            n_samples=int(n) if n is not None else None, samples_ms=list(result.samples_ms),
+            accuracy=dict(result.accuracy) or None, accuracy_ok=accuracy_ok,
+            effective=dict(result.effective) or None, timings=dict(result.timings) or None,
+            artifact=result.artifact, stderr_tail=result.stderr_tail, started_at=started_at, finished_at=finished_at,
+            flags=list(result.flags) or None, noise=dict(result.noise) or None, peak_rss_mb=result.peak_rss_mb,
+            throughput=stats.get("throughput"),
+        )

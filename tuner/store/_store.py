@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tuner._version import __version__
@@ -32,6 +31,7 @@ from tuner.store._records import (
     BestRecord,
     MachineRecord,
     ModelRecord,
+    NewTrial,
     ReplayRecord,
     StudyRecord,
     TrialRecord,
@@ -263,60 +263,23 @@ class Store(NightlyRuns):
 
     # -- trials ----------------------------------------------------------------------
 
-    def record_trial(
-        self,
-        study_id: int,
-        number: int,
-        *,
-        config: Mapping[str, Any],
-        status: str,
-        reason: str | None = None,
-        value: float | None = None,
-        median_ms: float | None = None,
-        p90_ms: float | None = None,
-        p99_ms: float | None = None,
-        mean_ms: float | None = None,
-        stdev_ms: float | None = None,
-        cv: float | None = None,
-        n_samples: int | None = None,
-        samples_ms: Sequence[float] = (),
-        accuracy: Mapping[str, Any] | None = None,
-        accuracy_ok: bool | None = None,
-        effective: Mapping[str, Any] | None = None,
-        timings: Mapping[str, Any] | None = None,
-        artifact: str | None = None,
-        stderr_tail: str | None = None,
-        started_at: datetime | None = None,
-        finished_at: datetime | None = None,
-        flags: Sequence[str] | None = None,
-        noise: Mapping[str, Any] | None = None,
-        peak_rss_mb: float | None = None,
-        throughput: float | None = None,
-    ) -> int:
-        """Write trial ``number`` of the study (the Optuna trial number); returns its id.
+    def record_trial(self, trial: NewTrial) -> int:
+        """Write ``trial``: trial ``trial.number`` (the Optuna trial number) of study
+        ``trial.study_id``; returns its id.
 
         One transaction with the study's ``updated`` stamp. A second call for the same
         (study, number) raises DuplicateTrialError and writes nothing. NaN and
         infinite floats are stored as NULL. A naive datetime is taken as local time.
-        ``tuner.store.trial_fields(result)`` turns a TrialResult into these arguments.
+        ``NewTrial.measured(...)`` turns a worker's TrialResult into a trial to record.
         """
         from sqlalchemy import select
         from sqlalchemy.exc import IntegrityError
 
         from tuner.store._schema import StudyRow, TrialRow, utcnow
 
-        _check(status, TRIAL_STATUSES, "trial status")
-        row = TrialRow(
-            study_id=study_id, number=number, config=dict(config), status=status, reason=reason, value=value,
-            median_ms=median_ms, p90_ms=p90_ms, p99_ms=p99_ms, mean_ms=mean_ms, stdev_ms=stdev_ms, cv=cv,
-            n_samples=n_samples, samples_ms=list(samples_ms),
-            accuracy=dict(accuracy) if accuracy is not None else None, accuracy_ok=accuracy_ok,
-            effective=dict(effective) if effective is not None else None,
-            timings=dict(timings) if timings is not None else None,
-            artifact=artifact, stderr_tail=stderr_tail, started_at=started_at, finished_at=finished_at,
-            flags=list(flags) if flags is not None else None, noise=dict(noise) if noise is not None else None,
-            peak_rss_mb=peak_rss_mb, throughput=throughput,
-        )
+        _check(trial.status, TRIAL_STATUSES, "trial status")
+        study_id, number = trial.study_id, trial.number
+        row = TrialRow(**_trial_columns(trial))
         duplicate = DuplicateTrialError(f"trial {number} of study {study_id} is already recorded")
         try:
             with self._transaction(write=True) as session:
@@ -565,6 +528,20 @@ def _require(session: "Session", model: type, id_: int, what: str) -> Any:
 def _record(cls: type, row: Any, **overrides: Any) -> Any:
     values = {f.name: getattr(row, f.name) for f in fields(cls)}
     return cls(**{**values, **overrides})
+
+
+def _trial_columns(trial: NewTrial) -> dict[str, Any]:
+    """A trial's fields as TrialRow columns: mappings and sequences as the plain dicts
+    and lists its JSON columns hold."""
+    columns: dict[str, Any] = {}
+    for f in fields(NewTrial):
+        value = getattr(trial, f.name)
+        if isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, Sequence) and not isinstance(value, str):
+            value = list(value)
+        columns[f.name] = value
+    return columns
 
 
 def _trial_record(row: "TrialRow") -> TrialRecord:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,12 +191,23 @@ def stability_flags(stats: dict[str, float], settled: bool = True) -> list[str]:
     return flags
 
 
-def stability_warnings(stats: dict[str, float], settled: bool = True) -> list[str]:
-    """The flags in plain words."""
+def stability_warnings(stats: dict[str, float], settled: bool = True, flags: Sequence[str] | None = None) -> list[str]:
+    """The flags in plain words, as pyperf warns that a benchmark "seems unstable".
+
+    ``flags``: the flags as stored with a trial or run (they include ``noisy``, which
+    the parent sets); default: those ``stats`` and ``settled`` raise. ``stats`` gives
+    the figures (``summarize`` of the samples); where one is missing, the warning
+    names the threshold instead.
+    """
+    cv, share, n = stats.get("cv"), stats.get("outlier_share"), stats.get("n")
     words = {
-        UNSTABLE: lambda: f"unstable: stdev is {stats['cv']:.0%} of the mean",
-        OUTLIERS: lambda: f"outliers: {stats['outlier_share']:.1%} of calls took over {OUTLIER_RATIO}x the median",
-        FEW_SAMPLES: lambda: f"only {int(stats.get('n', 0))} samples",
-        NOT_SETTLED: lambda: "the warm-up did not settle",
+        UNSTABLE: f"unstable: stdev is {cv:.0%} of the mean" if cv is not None and math.isfinite(cv)
+        else f"unstable: stdev is {CV_LIMIT:.0%} of the mean or more",
+        OUTLIERS: f"outliers: {share:.1%} of calls took over {OUTLIER_RATIO}x the median" if share is not None
+        else f"outliers: over {OUTLIER_SHARE:.0%} of calls took over {OUTLIER_RATIO}x the median",
+        FEW_SAMPLES: f"only {int(n)} samples" if n is not None else f"fewer than {MIN_SAMPLES} samples",
+        NOT_SETTLED: "the warm-up did not settle",
+        NOISY: "noisy: other processes used its CPUs while it was timed",
     }
-    return [words[f]() for f in stability_flags(stats, settled)]
+    found = stability_flags(stats, settled) if flags is None else list(flags)
+    return [words.get(f, f) for f in found]

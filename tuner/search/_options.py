@@ -1,0 +1,73 @@
+"""What one tuning run is asked to do: ``TuneOptions`` (the CLI's `tuner auto` builds one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import UserError
+from tuner.trial import spec as S
+from tuner.trial.accuracy import Guard
+from tuner.vocabulary import (
+    DEFAULT_FINALIST_ROUNDS,
+    DEFAULT_FINALISTS,
+    DEFAULT_NOISE_RETRIES,
+    DEFAULT_NOISE_WAIT_S,
+    DEFAULT_OBJECTIVE,
+    DEFAULT_PRUNE_MARGIN,
+    DEFAULT_SKIP_DOMINATED,
+    DEFAULT_STRATEGY,
+    DEFAULT_TRIALS,
+    MIN_FINALIST_ROUNDS,
+    OBJECTIVES,
+    STRATEGIES,
+)
+
+if TYPE_CHECKING:
+    from tuner.space import Space
+
+
+@dataclass
+class TuneOptions:
+    model: str
+    seq_lens: list[int]
+    batch: int = 1
+    trials: int | None = DEFAULT_TRIALS
+    budget_s: float | None = None
+    objective: str = DEFAULT_OBJECTIVE
+    db_url: str | None = None
+    eval_texts: list[str] | None = None
+    guard: Guard = field(default_factory=Guard)
+    trial_timeout_s: float = 600.0
+    seed: int | None = None
+    measure: S.MeasureSettings = field(default_factory=S.MeasureSettings)
+    space: Space | None = None  # a Space to search instead of search_spaces/ (benchmarks restrict it)
+    backends: list[str] | None = None  # only these backends of search_spaces/ (None: all)
+    seed_configs: list[dict[str, Any]] = field(default_factory=list)  # measured right after the warm start
+    strategy: str = DEFAULT_STRATEGY
+    max_memory_mb: float | None = None  # constraint: peak RSS of the worker
+    prune: bool = True  # early stopping after a short first measurement
+    prune_margin: float = DEFAULT_PRUNE_MARGIN  # "clearly slower": a short median this much above the best
+    finalists: int = DEFAULT_FINALISTS  # re-measured at the end (0: the search's best wins)
+    finalist_rounds: int = DEFAULT_FINALIST_ROUNDS  # fresh processes per finalist, and for the default
+    noise_check: bool = True  # check the machine before each trial
+    noise_retries: int = DEFAULT_NOISE_RETRIES  # re-runs of a trial timed while the machine was noisy
+    noise_wait_s: float = DEFAULT_NOISE_WAIT_S  # how long a run waits for a busy machine to calm down
+    record_best: bool = True  # False: a benchmark's study, which must not replace the stored winner
+    # Structured search, latency objectives: once the warm start has measured every
+    # backend, a proposal for a backend whose every measurement is at least this many
+    # times the best feasible median is not run (stored "skipped"; 0 disables).
+    skip_dominated: float = DEFAULT_SKIP_DOMINATED
+    # Torch-family trials forked by preloaded fork servers (tuner.trial.forkserver);
+    # False: every worker starts cold.
+    fork_servers: bool = True
+
+    def validate(self) -> None:
+        """Raise UserError for choices no study can run with."""
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.finalists and self.finalist_rounds < MIN_FINALIST_ROUNDS:
+            raise UserError(f"finalists are re-measured in at least {MIN_FINALIST_ROUNDS} fresh processes each; "
+                            f"pass {MIN_FINALIST_ROUNDS} or more rounds")
