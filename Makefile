@@ -32,6 +32,7 @@ lint: setup
 # stopped when pytest ends; scripts/with-postgres.sh), so the store suite runs on both
 # SQLite and PostgreSQL. Under CI=true a skipped PostgreSQL test fails the run.
 test: setup lint
+	scripts/install-test-packages.sh
 	scripts/with-postgres.sh $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: setup

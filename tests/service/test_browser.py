@@ -5,7 +5,7 @@ the browser's console stays free of errors (a CSP violation is one).
 Screenshots go to $TUNER_SCREENSHOT_DIR, else to the test's temporary folder;
 docs/dashboard.md's pictures are made with
 ``TUNER_SCREENSHOT_DIR=docs/images pytest tests/service/test_browser.py``.
-scripts/install-browser.sh installs the browser where it is missing.
+scripts/install-test-packages.sh installs the browser where it is missing.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from typing import Any
 
 import pytest
 
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
 CHROMIUM = os.environ.get("TUNER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+if os.environ.get("CI", "").lower() in ("true", "1", "yes") and not Path(CHROMIUM).exists():
+    # CI must run the browser tests: a missing browser is a failure there, not a skip.
+    raise RuntimeError(f"CI: no Chromium at {CHROMIUM}; make test installs it (scripts/install-test-packages.sh)")
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/install-browser.sh", allow_module_level=True)
+    pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/install-test-packages.sh", allow_module_level=True)
 
 expect = playwright.expect
 PLOT_TIMEOUT_MS = 30_000
