@@ -39,6 +39,11 @@ def _project_data(name: str) -> Path:
 
 
 def search_spaces_dir() -> Path:
+    """``$TUNER_SPACE_DIR``, else the project's search_spaces/. The override is read by
+    every process, trial workers included, so a folder of one's own (the shipped files
+    plus a new backend's) is used end to end."""
+    if os.environ.get("TUNER_SPACE_DIR"):
+        return Path(os.environ["TUNER_SPACE_DIR"])
     return _project_data("search_spaces")
 
 

@@ -106,3 +106,44 @@ def test_two_processes_build_once(tmp_path: Path) -> None:
     assert len(log.read_text().split()) == 1  # one build, two users
     folder = Path(paths.pop())
     assert (folder / "model.onnx").read_text() == log.read_text().strip()
+
+
+# --- which library versions key an artifact -------------------------------------------
+
+
+def test_a_backend_keys_on_the_libraries_its_file_declares(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path)
+    ort, ov = cache.for_backend("onnxruntime"), cache.for_backend("openvino")
+    assert set(ort.versions()) == {"torch", "onnx", "onnxruntime", "transformers"}  # the build installed here
+    assert set(ov.versions()) == {"torch", "onnx", "transformers", "openvino", "nncf"}
+    recipe = {"step": "test"}
+    assert ort.key(MODEL, recipe) != ov.key(MODEL, recipe) and ort.root == ov.root == cache.root
+    # A step they share names its own libraries, so both find one artifact.
+    from tuner.backends.onnx_export import EXPORT_LIBRARIES
+
+    assert ort.keyed_on(EXPORT_LIBRARIES).key(MODEL, recipe) == ov.keyed_on(EXPORT_LIBRARIES).key(MODEL, recipe)
+    with pytest.raises(ValueError, match="no search-space file declares a backend 'tensorflow'"):
+        cache.for_backend("tensorflow")
+    with pytest.raises(ValueError, match=r"no backend declares the libraries \['tensorflow'\]"):
+        cache.keyed_on(["tensorflow"])
+
+
+def test_a_build_is_recorded_under_the_distribution_installed() -> None:
+    """onnxruntime-gpu or onnxruntime-openvino in their environments is keyed as what
+    it is, not as an absent onnxruntime."""
+    import numpy
+
+    from tuner.hardware.versions import Library
+
+    assert library_versions([Library("alt", ("tuner-no-such-dist", "numpy"))]) == {"numpy": numpy.__version__}
+    assert library_versions([Library("gone", ("tuner-no-such-dist", "tuner-nor-this"))]) == {
+        "tuner-no-such-dist": "absent"}
+
+
+def test_keys_of_the_onnx_backends_did_not_move(tmp_path: Path) -> None:
+    """ONNX Runtime's artifacts are keyed on the same versions as before the libraries
+    were declared per backend: a cache built then is still found."""
+    from importlib import metadata
+
+    old = {name: metadata.version(name) for name in ("torch", "onnx", "onnxruntime", "transformers")}
+    assert ArtifactCache(tmp_path).for_backend("onnxruntime").versions() == old

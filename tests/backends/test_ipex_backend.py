@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from env_helpers import ready_env
 
 from tuner import envs

@@ -17,8 +17,7 @@ from tuner.backends import get_backend
 from tuner.backends.calibration import calibration_set_id
 from tuner.backends.onnx_export import MODEL_FILE
 from tuner.errors import UnsupportedConfigError
-from tuner.model import DEFAULT_EVAL_TEXTS, eval_inputs, make_inputs, resolve_model
-from tuner.model import ModelRef
+from tuner.model import DEFAULT_EVAL_TEXTS, ModelRef, eval_inputs, make_inputs, resolve_model
 
 ORT = get_backend("onnxruntime")
 TORCH = get_backend("torch")
@@ -265,7 +264,7 @@ def test_static_stats_see_weights_only_qdq_as_fp32() -> None:
     import onnx
     from onnx import TensorProto, helper
 
-    from tuner.backends.onnxruntime import _static_stats
+    from tuner.backends.onnx_quantize import static_stats
 
     weight = helper.make_tensor("w_q", TensorProto.INT8, [4, 4], [1] * 16)
     scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
@@ -278,7 +277,7 @@ def test_static_stats_see_weights_only_qdq_as_fp32() -> None:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
                               initializer=[weight, scale, zero])
     onnx.checker.check_model(helper.make_model(graph))
-    assert _static_stats(graph) == {"int8_matmuls": 0, "fp32_matmuls": 1, "quantize_linear": 0}
+    assert static_stats(graph) == {"int8_matmuls": 0, "fp32_matmuls": 1, "quantize_linear": 0}
 
 
 # --- session knobs --------------------------------------------------------------------

@@ -17,8 +17,7 @@ from tuner.artifacts.cache import ArtifactCache  # noqa: E402
 from tuner.backends import get_backend  # noqa: E402
 from tuner.backends.openvino import IR_FILE, _check_compiled  # noqa: E402
 from tuner.errors import UnsupportedConfigError  # noqa: E402
-from tuner.model import DEFAULT_EVAL_TEXTS, eval_inputs, make_inputs, resolve_model  # noqa: E402
-from tuner.model import ModelRef  # noqa: E402
+from tuner.model import DEFAULT_EVAL_TEXTS, ModelRef, eval_inputs, make_inputs, resolve_model  # noqa: E402
 
 OV = get_backend("openvino")
 TORCH = get_backend("torch")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from env_helpers import ready_env
 
 from tuner.artifacts.cache import ArtifactCache

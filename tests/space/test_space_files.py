@@ -147,3 +147,70 @@ def test_unknown_default_backend(spaces: Path) -> None:
 def test_missing_common(spaces: Path) -> None:
     (spaces / "common.toml").unlink()
     _fails(spaces, "common.toml", "missing")
+
+
+# --- the [backend] table ----------------------------------------------------------------
+
+ORT_MODULE = 'module = "tuner.backends.onnxruntime:OnnxRuntimeBackend"'
+
+
+def test_unknown_backend_key(spaces: Path) -> None:
+    _replace(spaces / "onnxruntime.toml", ORT_MODULE, ORT_MODULE + "\nfork_serverd = true")
+    _fails(spaces, "onnxruntime.toml", "unknown key 'fork_serverd' in backend")
+
+
+@pytest.mark.parametrize("module", ['"tuner.backends.onnxruntime"', '"tuner backends:X"', '"a.b:"', "3"])
+def test_module_is_module_colon_class(spaces: Path, module: str) -> None:
+    _replace(spaces / "onnxruntime.toml", ORT_MODULE, f"module = {module}")
+    _fails(spaces, "onnxruntime.toml", "backend.module must be")
+
+
+def test_backend_table_needs_its_module(spaces: Path) -> None:
+    _replace(spaces / "onnxruntime.toml", ORT_MODULE + "\n", "")
+    _fails(spaces, "onnxruntime.toml", "backend needs module = ")
+
+
+def test_unknown_capability(spaces: Path) -> None:
+    _replace(spaces / "torch.toml", 'uses = ["openmp"]', 'uses = ["opnemp"]')
+    _fails(spaces, "torch.toml", "backend.uses: unknown capability 'opnemp' (known: openmp)")
+
+
+def test_preload_needs_fork_serving(spaces: Path) -> None:
+    _replace(spaces / "torch.toml", "fork_served = true", "fork_served = false")
+    _fails(spaces, "torch.toml", "backend.preload applies to a fork-served backend only")
+
+
+def test_fork_served_is_a_boolean(spaces: Path) -> None:
+    _replace(spaces / "torch.toml", "fork_served = true", 'fork_served = "yes"')
+    _fails(spaces, "torch.toml", 'backend.fork_served must be true or false, got "yes"')
+
+
+@pytest.mark.parametrize(("entry", "fragment"), [
+    ('"torch", []', "a library is a distribution name or a non-empty list"),
+    ('"torch", "torch vision"', "'torch vision' is not a distribution name"),
+    ('"torch", ["onnx", "onnx"]', "lists a distribution twice"),
+    ('"torch", "Torch"', "names 'torch' twice"),
+])
+def test_bad_libraries(spaces: Path, entry: str, fragment: str) -> None:
+    _replace(spaces / "torch.toml", 'libraries = ["torch", "transformers"]', f"libraries = [{entry}]")
+    _fails(spaces, "torch.toml", "backend.libraries", fragment)
+
+
+def test_one_library_has_one_set_of_builds(spaces: Path) -> None:
+    _replace(spaces / "onnxruntime_cuda.toml", '"onnxruntime-openvino", ', "")
+    _fails(spaces, "onnxruntime_cuda.toml", "library 'onnxruntime' is declared as")
+
+
+def test_when_uses_is_for_common_knobs(spaces: Path) -> None:
+    _replace(spaces / "onnxruntime.toml", 'when = { precision = "int8" }', 'when = { uses = "openmp" }')
+    _fails(spaces, "onnxruntime.toml", "only common.toml's knobs depend on what a backend uses")
+
+
+def test_when_uses_names_a_capability(spaces: Path) -> None:
+    _replace(spaces / "common.toml", 'when = { uses = "openmp" }', 'when = { uses = "open_mp" }')
+    _fails(spaces, "common.toml", '"open_mp" is not one of ["openmp"]')
+
+
+def test_common_has_no_backend_table(spaces: Path) -> None:
+    _replace(spaces / "common.toml", "format = 1", 'format = 1\n[backend]\nmodule = "a:B"')
+    _fails(spaces, "common.toml", "unknown key 'backend'")

@@ -12,10 +12,10 @@ import pytest
 
 from tuner.errors import UserError
 from tuner.hardware import MachineInfo, detect
+from tuner.hardware.libraries import find as find_library
 from tuner.paths import search_spaces_dir
 from tuner.space import Pruned, Space, load_space
 from tuner.space.requirements import executable_available, module_available
-from tuner.hardware.libraries import find as find_library
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cpus"
 REPO = Path(__file__).resolve().parents[2]

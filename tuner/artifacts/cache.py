@@ -1,6 +1,12 @@
 """The conversion cache: each converted model (ONNX export, fused graph, int8 graph)
 is built once per (model content, recipe, library versions) and reused by every trial.
 
+Which library versions: those of the libraries its backend declares (``[backend]
+libraries`` in its search-space file): a backend keys its artifacts with
+``cache.for_backend(name)``. A step several backends share (the ONNX export) names
+its own with ``cache.keyed_on(...)`` so that they find one artifact. A library with
+several builds (onnxruntime, onnxruntime-gpu, ...) is keyed on the build installed.
+
 Layout under ``root``::
 
     <key>/            a finished artifact: the builder's files + meta.json
@@ -13,45 +19,76 @@ A folder named ``<key>`` is always complete: it appears by an atomic rename.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tuner.hardware.versions import Library
 from tuner.model import ModelRef
+from tuner.space.catalog import backend_file, declared_libraries
+from tuner.vocabulary import ABSENT
 
 __all__ = ["ArtifactCache", "library_versions", "META_FILE"]
 
 META_FILE = "meta.json"
 
-# The libraries whose version can change a converted artifact. Versions are read from
-# package metadata, so computing a key imports none of them.
-VERSIONED_PACKAGES: tuple[str, ...] = ("torch", "onnx", "onnxruntime", "transformers")
+
+@functools.cache
+def _installed(library: Library) -> tuple[str, str]:
+    # Read from package metadata, so computing a key imports none of the libraries;
+    # cached, as nothing installs into a running process.
+    found = library.installed()
+    return found if found is not None else (library.distributions[0], ABSENT)
 
 
-def library_versions() -> dict[str, str]:
-    versions: dict[str, str] = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+def library_versions(libraries: Iterable[Library] | None = None) -> dict[str, str]:
+    """Distribution -> version of each library (the build installed; "absent" under
+    its first name when none is). ``libraries`` default: every declared library."""
+    chosen = declared_libraries() if libraries is None else libraries
+    return dict(sorted(_installed(library) for library in chosen))
 
 
 class ArtifactCache:
-    def __init__(self, root: Path) -> None:
+    """``libraries``: whose versions key what this cache builds (default: every
+    library a backend declares)."""
+
+    def __init__(self, root: Path, libraries: Iterable[Library] | None = None) -> None:
         self.root = Path(root)
+        self.libraries: tuple[Library, ...] | None = tuple(libraries) if libraries is not None else None
+
+    def for_backend(self, name: str) -> "ArtifactCache":
+        """This cache keyed on ``name``'s declared libraries (the same folder)."""
+        spec = backend_file(name)
+        if spec is None or spec.backend is None:
+            raise ValueError(f"no search-space file declares a backend {name!r}")
+        return ArtifactCache(self.root, spec.backend.libraries)
+
+    def keyed_on(self, names: Iterable[str]) -> "ArtifactCache":
+        """This cache keyed on the declared libraries of these names, for a step
+        several backends share: its key must not depend on which of them asks."""
+        wanted = list(names)
+        declared = {library.name: library for library in self.libraries or ()}
+        if not set(wanted) <= set(declared):  # the other files only when this backend's do not say
+            declared = {library.name: library for library in declared_libraries()}
+        unknown = [name for name in wanted if name not in declared]
+        if unknown:
+            raise ValueError(f"no backend declares the libraries {unknown} (declared: {', '.join(declared)})")
+        return ArtifactCache(self.root, [declared[name] for name in wanted])
+
+    def versions(self) -> dict[str, str]:
+        """The versions that key what this cache builds."""
+        return library_versions(self.libraries)
 
     def key(self, model: ModelRef, recipe: dict[str, Any]) -> str:
         """sha256 of the model's content hash, the canonical recipe, and library versions."""
-        payload = {"model": model.content_hash, "recipe": recipe, "versions": library_versions()}
+        payload = {"model": model.content_hash, "recipe": recipe, "versions": self.versions()}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -61,7 +98,7 @@ class ArtifactCache:
     def meta(self, key: str) -> dict[str, Any]:
         return json.loads((self.path(key) / META_FILE).read_text())
 
-    def get_or_build(self, model: ModelRef, recipe: dict[str, Any], build: Callable[[Path], None]) -> Path:
+    def get_or_build(self, model: ModelRef, recipe: dict[str, Any], build: Callable[[Path], object]) -> Path:
         """The artifact folder for (model, recipe), calling ``build(tmp_folder)`` if it is missing.
 
         ``build`` writes its files into the folder it is given; on success the folder
@@ -86,7 +123,7 @@ class ArtifactCache:
                     "key": key,
                     "model": {"model_id": model.model_id, "content_hash": model.content_hash},
                     "recipe": recipe,
-                    "versions": library_versions(),
+                    "versions": self.versions(),
                     "build_seconds": round(time.perf_counter() - started, 3),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 }

@@ -1,5 +1,11 @@
 """The backends, by name, behind the Protocol in ``tuner.backends.base``.
 
+A backend is one module and one search-space file: ``search_spaces/<name>.toml``
+declares its dimensions and, in its ``[backend]`` table, the class that implements it,
+whether a fork server starts its trials, what it uses and the libraries whose
+versions key its artifacts (docs/backends/README.md). Everything here is read from
+those tables (tuner.space.catalog); nothing restates them.
+
 Importing this package imports no framework: a backend's module (and torch or
 onnxruntime with it) is imported only when ``get_backend`` asks for it.
 """
@@ -7,90 +13,64 @@ onnxruntime with it) is imported only when ``get_backend`` asks for it.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import TYPE_CHECKING
 
 from tuner.errors import UserError
+from tuner.space.catalog import backend_file, declared_backends
+from tuner.space.environments import env_unavailable_reason
+from tuner.space.requirements import module_available
 
 if TYPE_CHECKING:
     from tuner.backends.base import Backend
+    from tuner.space.schema import SpaceFile
 
 __all__ = ["backend_names", "get_backend", "preload_modules", "unavailable_reason"]
 
-# name -> (module, class, top-level modules it needs to run)
-_REGISTRY: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "torch": ("tuner.backends.torch_eager", "TorchEagerBackend", ("torch", "transformers")),
-    "onnxruntime": (
-        "tuner.backends.onnxruntime",
-        "OnnxRuntimeBackend",
-        ("onnxruntime", "onnx", "torch", "transformers"),
-    ),
-    "torchscript": ("tuner.backends.torchscript", "TorchScriptBackend", ("torch", "transformers")),
-    "torch_compile": ("tuner.backends.torch_compile", "TorchCompileBackend", ("torch", "transformers")),
-    "torch_cuda": ("tuner.backends.torch_cuda", "TorchCudaBackend", ("torch", "transformers")),
-    # torch + transformers + onnx export the graph OpenVINO converts (int8 also needs nncf).
-    "openvino": ("tuner.backends.openvino", "OpenVinoBackend", ("openvino", "onnx", "torch", "transformers")),
-    # These run in their own environment (search_spaces/<name>.toml [env]); the
-    # modules are those of that environment.
-    "ipex": ("tuner.backends.ipex", "IpexBackend", ("intel_extension_for_pytorch", "torch", "transformers")),
-    "onnxruntime_cuda": (
-        "tuner.backends.ort_cuda",
-        "OrtCudaBackend",
-        ("onnxruntime", "onnx", "torch", "transformers"),
-    ),
-    "onnxruntime_openvino": (
-        "tuner.backends.ort_openvino",
-        "OrtOpenVinoBackend",
-        ("onnxruntime", "onnx", "torch", "transformers"),
-    ),
-}
-
-
-# Backends whose trials a fork server starts with the imports done
-# (tuner.trial.forkserver): importing torch and transformers' model class is most of
-# their fixed cost (about 10 s here); an ONNX Runtime or OpenVINO trial with its
-# artifact cached imports neither and starts in about a second anyway. Not IPEX: its
-# forked trials measured 0.2-0.3 CPUs of other processes' time on their cores that
-# its cold trials do not (cause not found; its server itself is idle), so it starts
-# cold.
-_FORK_SERVED = ("torch", "torchscript", "torch_compile", "torch_cuda")
-
-
-def preload_modules(name: str, model_path: str) -> list[str]:
-    """What a fork server imports for ``name``'s trials of the model at ``model_path``
-    (empty: its trials start cold): what the torch family shares (torch), then the
-    model's transformers class ("model:<path>"). The same list for every torch-family
-    backend, so their trials share a server when they start alike."""
-    if name not in _FORK_SERVED:
-        return []
-    return ["tuner.backends._torch_common", f"model:{model_path}"]
-
 
 def backend_names() -> list[str]:
-    return list(_REGISTRY)
+    """The declared backends: the stock default, those of this interpreter, then those
+    with their own environment, each group by name."""
+    return list(declared_backends())
+
+
+def get_backend(name: str) -> "Backend":
+    """An instance of ``name``'s class (its module imported now). Reads ``name``'s file
+    only, so a trial worker parses one file."""
+    decl = _file(name).backend
+    assert decl is not None  # _file checked
+    return getattr(importlib.import_module(decl.module), decl.class_name)()
 
 
 def unavailable_reason(name: str) -> str | None:
     """Why ``name`` cannot run in this environment (None: it can). Imports nothing."""
-    _, _, needs = _entry(name)
-    from tuner.envs import env_for_backend, env_unavailable_reason
-
-    env = env_for_backend(name)
-    if env is not None:  # its modules live in its own environment, not in this one
-        return env_unavailable_reason(env)
-    missing = [m for m in needs if importlib.util.find_spec(m) is None]
+    spec = _file(name)
+    if spec.env is not None:  # its modules live in its own environment, not in this one
+        return env_unavailable_reason(spec.env)
+    assert spec.backend is not None  # _file checked
+    missing = [m for m in (spec.backend.module, *spec.requires.modules) if not module_available(m)]
     if missing:
         return f"backend {name!r} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed"
     return None
 
 
-def get_backend(name: str) -> "Backend":
-    module_name, class_name, _ = _entry(name)
-    return getattr(importlib.import_module(module_name), class_name)()
+def preload_modules(name: str, model_path: str) -> list[str]:
+    """What a fork server imports for ``name``'s trials of the model at ``model_path``
+    (empty: its trials start cold): its file's ``preload`` (the torch family: what it
+    shares, torch), then the model's transformers class ("model:<path>"). Backends
+    that preload alike share a server when their trials start alike."""
+    spec = backend_file(name)
+    decl = spec.backend if spec is not None else None
+    if decl is None or not decl.fork_served:
+        return []
+    return [*decl.preload, f"model:{model_path}"]
 
 
-def _entry(name: str) -> tuple[str, str, tuple[str, ...]]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UserError(f"unknown backend {name!r}; the backends are: {', '.join(_REGISTRY)}") from None
+def _file(name: str) -> "SpaceFile":
+    spec = backend_file(name)
+    if spec is None or spec.backend is None:
+        known = ", ".join(backend_names())
+        if spec is not None:
+            raise UserError(f"unknown backend {name!r}: {spec.path} has no [backend] table naming its module "
+                            f"(module = \"package.module:Class\"); the backends are: {known}")
+        raise UserError(f"unknown backend {name!r}; the backends are: {known}")
+    return spec

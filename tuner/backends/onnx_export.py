@@ -27,10 +27,15 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from tuner.artifacts.cache import ArtifactCache
     from tuner.model import ModelRef
 
 MODEL_FILE = "model.onnx"
 DEFAULT_OPSET = 17  # the first with LayerNormalization, which the fusions expect
+# The libraries whose versions key the export. Every ONNX-based backend starts from
+# it, so it is keyed on these, not on the asking backend's: one export serves them all.
+# onnxruntime checks the export against torch (verify_against_torch).
+EXPORT_LIBRARIES = ("torch", "onnx", "onnxruntime", "transformers")
 # fp32 ONNX vs fp32 torch differ only by kernel summation order.
 _VERIFY_ATOL = 1e-3
 
@@ -78,6 +83,16 @@ def _example_inputs(model: "ModelRef", seq_len: int) -> dict[str, np.ndarray]:
     texts = [max(DEFAULT_EVAL_TEXTS, key=len), min(DEFAULT_EVAL_TEXTS, key=len)]
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np")
     return {n: encoded[n].astype(np.int64) for n in input_names(model)}
+
+
+def exported(model: "ModelRef", cache: "ArtifactCache", opset: int = DEFAULT_OPSET) -> Path:
+    """The folder of ``model``'s export (``MODEL_FILE``), built once in ``cache``: the
+    first step of onnxruntime, openvino, onnxruntime_cuda and onnxruntime_openvino."""
+    return cache.keyed_on(EXPORT_LIBRARIES).get_or_build(
+        model,
+        {"step": "onnx-export", "exporter": "torchscript", "attn": "eager", "opset": opset},
+        lambda out: export_onnx(model, out, opset=opset),
+    )
 
 
 def export_onnx(model: "ModelRef", out_dir: Path, opset: int = DEFAULT_OPSET) -> Path:

@@ -26,9 +26,8 @@ which a latency trial does not make (docs/backends/openvino.md).
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,7 @@ import numpy as np
 
 from tuner.backends import _config
 from tuner.backends.calibration import calibration_set_id
-from tuner.backends.onnx_export import DEFAULT_OPSET, MODEL_FILE, export_onnx
+from tuner.backends.onnx_export import DEFAULT_OPSET, MODEL_FILE, exported
 from tuner.errors import UnsupportedConfigError
 
 if TYPE_CHECKING:
@@ -53,18 +52,12 @@ IR_FILE = "model.xml"
 _INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
-
-
 @dataclass
 class OpenVinoPredictor:
     compiled: "ov.CompiledModel"
     request: "ov.InferRequest"
     input_names: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
 
     def bind(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {n: np.ascontiguousarray(inputs[n], dtype=np.int64) for n in self.input_names}
@@ -116,11 +109,11 @@ class OpenVinoBackend:
 
     def prepare(self, model: "ModelRef", config: dict[str, Any], cache: "ArtifactCache") -> str:
         self.compile_options(config)
-        return self._artifact(model, self.recipe(config), cache).name
+        return self._artifact(model, self.recipe(config), cache.for_backend(self.name)).name
 
     def load(self, model: "ModelRef", config: dict[str, Any], cache: "ArtifactCache") -> OpenVinoPredictor:
         options = self.compile_options(config)
-        folder = self._artifact(model, self.recipe(config), cache)
+        folder = self._artifact(model, self.recipe(config), cache.for_backend(self.name))
         import openvino as ov
 
         core = ov.Core()
@@ -138,17 +131,13 @@ class OpenVinoBackend:
     # --- the cached steps ----------------------------------------------------------
 
     def _artifact(self, model: "ModelRef", recipe: dict[str, Any], cache: "ArtifactCache") -> Path:
-        exported = cache.get_or_build(
-            model,
-            {"step": "onnx-export", "exporter": "torchscript", "attn": "eager", "opset": recipe["opset"]},
-            lambda out: export_onnx(model, out, opset=recipe["opset"]),
-        )
-        # The artifact cache keys on torch/onnx/onnxruntime/transformers; the IR also
-        # depends on OpenVINO's converter, and int8 on NNCF.
+        export = exported(model, cache, recipe["opset"])
+        # ``cache`` is keyed on this backend's libraries (search_spaces/openvino.toml):
+        # the IR depends on OpenVINO's converter, int8 also on NNCF.
         ir = cache.get_or_build(
             model,
-            {"step": "ov-convert", "parent": exported.name, "openvino": _version("openvino"), "fp16": False},
-            lambda out: _convert(exported / MODEL_FILE, out),
+            {"step": "ov-convert", "parent": export.name, "fp16": False},
+            lambda out: _convert(export / MODEL_FILE, out),
         )
         if recipe["ir"] == "f32":
             return ir
@@ -157,7 +146,6 @@ class OpenVinoBackend:
             {
                 "step": "ov-nncf-int8",
                 "parent": ir.name,
-                "nncf": _version("nncf"),
                 "preset": recipe["quant_preset"],
                 "model_type": "transformer",
                 "calibration_set": calibration_set_id(),
@@ -182,7 +170,7 @@ def _ov_properties(options: dict[str, Any]) -> dict[str, Any]:
 def _check_compiled(compiled: "ov.CompiledModel", options: dict[str, Any]) -> None:
     """Raise when the compiled model did not take what was asked (OpenVINO adjusts some
     properties silently, e.g. pinning where the process may not set affinity)."""
-    got = {
+    got: dict[str, Any] = {
         "INFERENCE_PRECISION_HINT": str(compiled.get_property("INFERENCE_PRECISION_HINT")),
         "PERFORMANCE_HINT": str(compiled.get_property("PERFORMANCE_HINT")),
         "INFERENCE_NUM_THREADS": int(compiled.get_property("INFERENCE_NUM_THREADS")),

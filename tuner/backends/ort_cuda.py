@@ -3,8 +3,8 @@ IO binding (inputs copied to the device once, the output left there until read).
 
 Runs in its own environment (search_spaces/onnxruntime_cuda.toml: onnxruntime-gpu
 installs the same ``onnxruntime`` module as the CPU package, so the two cannot share
-one). The export is the CPU backend's (``onnx_export``), cached under this
-environment's library versions.
+one). The export is the CPU backends' (``onnx_export.exported``), cached under this
+environment's library versions; its own steps are keyed on onnxruntime-gpu's.
 
 provider:
   cuda      CUDAExecutionProvider.
@@ -22,14 +22,14 @@ libcudnn, libnvinfer): ``load`` checks the session's providers and refuses that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tuner.backends import _config
-from tuner.backends.onnx_export import DEFAULT_OPSET, MODEL_FILE, export_onnx
+from tuner.backends.onnx_export import DEFAULT_OPSET, MODEL_FILE, exported
 from tuner.errors import UnsupportedConfigError
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ class OrtCudaPredictor:
     session: "ort.InferenceSession"
     input_names: list[str]
     output_name: str
+    timings: dict[str, float] = field(default_factory=dict)
 
     def bind(self, inputs: dict[str, np.ndarray]) -> "ort.IOBinding":
         import onnxruntime as ort
@@ -79,7 +80,7 @@ class OrtCudaBackend:
 
     def prepare(self, model: "ModelRef", config: dict[str, Any], cache: "ArtifactCache") -> str:
         _config.threads(config, self.name)
-        return self._artifact(model, self.recipe(config), cache).name
+        return self._artifact(model, self.recipe(config), cache.for_backend(self.name)).name
 
     def load(self, model: "ModelRef", config: dict[str, Any], cache: "ArtifactCache") -> OrtCudaPredictor:
         threads = _config.threads(config, self.name)
@@ -92,7 +93,7 @@ class OrtCudaBackend:
                 f"{self.name}: onnxruntime {ort.__version__} has no {wanted} "
                 f"(available: {', '.join(ort.get_available_providers())}); onnxruntime-gpu provides it"
             )
-        folder = self._artifact(model, recipe, cache)
+        folder = self._artifact(model, recipe, cache.for_backend(self.name))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -119,16 +120,12 @@ class OrtCudaBackend:
         return int(predictor.session.get_session_options().intra_op_num_threads)
 
     def _artifact(self, model: "ModelRef", recipe: dict[str, Any], cache: "ArtifactCache") -> Path:
-        exported = cache.get_or_build(
-            model,
-            {"step": "onnx-export", "exporter": "torchscript", "attn": "eager", "opset": recipe["opset"]},
-            lambda out: export_onnx(model, out, opset=recipe["opset"]),
-        )
+        export = exported(model, cache, recipe["opset"])
         if not recipe["graph_fp16"]:
-            return exported
+            return export
         return cache.get_or_build(
-            model, {"step": "ort-float16", "parent": exported.name, "keep_io_types": True},
-            lambda out: _to_fp16(exported / MODEL_FILE, out),
+            model, {"step": "ort-float16", "parent": export.name, "keep_io_types": True},
+            lambda out: _to_fp16(export / MODEL_FILE, out),
         )
 
 

@@ -3,8 +3,8 @@
 Runs in its own environment (search_spaces/onnxruntime_openvino.toml): onnxruntime-
 openvino installs the same ``onnxruntime`` module as the CPU package, and bundles its
 own OpenVINO runtime, so it cannot share the tuner's interpreter. The graphs are the
-onnxruntime backend's, built in that environment (its artifacts are keyed on its own
-onnxruntime version):
+onnxruntime backend's recipes, built by the shared pipeline (tuner.backends.onnx_graph)
+in that environment (its artifacts are keyed on onnxruntime-openvino's version):
 
   precision=fp32  the unfused fp32 graph.
   precision=int8  the static int8 QDQ graph (unfused, per-channel weights, min/max
@@ -22,7 +22,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tuner.backends import _config
-from tuner.backends.onnxruntime import OnnxRuntimeBackend, OrtPredictor
+from tuner.backends.onnx_export import MODEL_FILE
+from tuner.backends.onnx_graph import graph_recipe, ort_graph
+from tuner.backends.onnxruntime import OrtPredictor
 from tuner.errors import UnsupportedConfigError
 
 if TYPE_CHECKING:
@@ -42,12 +44,9 @@ _RECIPES: dict[str, dict[str, Any]] = {
 class OrtOpenVinoBackend:
     name = "onnxruntime_openvino"
 
-    def __init__(self) -> None:
-        self._graphs = OnnxRuntimeBackend()
-
     def recipe(self, config: dict[str, Any]) -> dict[str, Any]:
         precision = _config.choice(config, "precision", PRECISIONS, self.name)
-        return self._graphs.recipe(_RECIPES[precision])
+        return graph_recipe(_RECIPES[precision], self.name)
 
     def provider_options(self, config: dict[str, Any]) -> dict[str, str]:
         return {
@@ -61,14 +60,12 @@ class OrtOpenVinoBackend:
 
     def prepare(self, model: "ModelRef", config: dict[str, Any], cache: "ArtifactCache") -> str:
         self.provider_options(config)
-        return self._graphs.artifact(model, self.recipe(config), cache).name
+        return ort_graph(model, self.recipe(config), cache.for_backend(self.name)).name
 
     def load(self, model: "ModelRef", config: dict[str, Any], cache: "ArtifactCache") -> OrtPredictor:
         options = self.provider_options(config)
-        folder = self._graphs.artifact(model, self.recipe(config), cache)
+        folder = ort_graph(model, self.recipe(config), cache.for_backend(self.name))
         import onnxruntime as ort
-
-        from tuner.backends.onnx_export import MODEL_FILE
 
         if PROVIDER not in ort.get_available_providers():
             raise UnsupportedConfigError(

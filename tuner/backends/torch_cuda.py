@@ -19,6 +19,7 @@ Inputs are copied to the device once in ``bind``; each timed call ends with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tuner.backends import _config
@@ -70,7 +71,7 @@ class TorchCudaBackend:
         set_threads(threads)  # the host side: tokenizer-free, but still the launcher's threads
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 (TF32 is a precision choice)
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        module = load_output_only(model).to(device="cuda", dtype=dtype)
+        module: Callable[..., torch.Tensor] = load_output_only(model).to(device="cuda", dtype=dtype)
         if compile_mode != "none":
             module = torch.compile(module, mode=compile_mode, dynamic=False)
         return ModulePredictor(module, device="cuda",

@@ -16,7 +16,7 @@ at load time instead of being cached.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +38,7 @@ class TorchPredictor:
     model: "torch.nn.Module"
     autocast_bf16: bool
     task: str
+    timings: dict[str, float] = field(default_factory=dict)
 
     def bind(self, inputs: dict[str, np.ndarray]) -> dict[str, "torch.Tensor"]:
         import torch
@@ -77,7 +78,7 @@ class TorchEagerBackend:
 
         # Before loading: the thread pool is sized on first use.
         torch.set_num_threads(threads)
-        module = load_torch_model(model)
+        module: torch.nn.Module = load_torch_model(model)
         if precision == "int8":
             module = _quantize_dynamic_int8(module)
         return TorchPredictor(model=module, autocast_bf16=precision == "bf16", task=model.task)

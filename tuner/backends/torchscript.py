@@ -68,7 +68,9 @@ class TorchScriptBackend:
         return torch.get_num_threads()
 
     def _artifact(self, model: "ModelRef", recipe: dict[str, Any], cache: "ArtifactCache") -> Path:
-        return cache.get_or_build(model, recipe, lambda out: trace_and_freeze(model, recipe["precision"], out))
+        # Keyed on this backend's libraries (search_spaces/torchscript.toml: torch, transformers).
+        return cache.for_backend(self.name).get_or_build(
+            model, recipe, lambda out: trace_and_freeze(model, recipe["precision"], out))
 
 
 def trace_and_freeze(model: "ModelRef", precision: str, out: Path) -> None:

@@ -10,16 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from tuner.errors import UserError
+from tuner.space.catalog import backend_file, read_files
 from tuner.space.schema import EnvDecl, SpaceFile
 
 __all__ = ["EnvDecl", "declared_envs", "env_for_backend"]
 
 
 def _backend_files(directory: Path | None) -> dict[str, SpaceFile]:
-    from tuner.paths import search_spaces_dir
-    from tuner.space.loader import read_files
-
-    _, files = read_files(directory or search_spaces_dir())
+    _, files = read_files(directory)
     return files
 
 
@@ -35,8 +33,9 @@ def declared_envs(directory: Path | None = None) -> dict[str, tuple[EnvDecl, lis
 
 
 def env_for_backend(backend: str, directory: Path | None = None) -> EnvDecl | None:
-    """The environment ``backend``'s trials run in (None: the tuner's own interpreter)."""
-    spec = _backend_files(directory).get(backend)
+    """The environment ``backend``'s trials run in (None: the tuner's own interpreter).
+    Asked once per trial: it reads one file, parsed once per content (tuner.space.catalog)."""
+    spec = backend_file(backend, directory)
     return spec.env if spec is not None else None
 
 

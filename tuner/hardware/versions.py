@@ -2,43 +2,97 @@
 
 Read from package metadata (importlib.metadata), never by importing: importing torch
 alone takes seconds, and ``tuner detect`` must be quick.
+
+Which libraries: the tuner's own (optuna, whose sampler decides what is tried) and
+every library a backend declares in its search-space file (``[backend] libraries``,
+docs/search-space.md), so that a new backend's libraries enter the fingerprint with
+its file. tuner.space checks those files; hardware sits below it, so
+``declared_libraries`` reads that one key itself, with ``Library.parse``, which the
+checker uses too: one reading of the format.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
-# Library -> the distributions that provide it (the first one installed wins):
-# onnxruntime ships as several builds under different names.
-LIBRARIES: dict[str, tuple[str, ...]] = {
-    "torch": ("torch",),
-    "onnx": ("onnx",),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
-    "openvino": ("openvino",),
-    "nncf": ("nncf",),  # decides the openvino backend's int8 IR
-    "transformers": ("transformers",),
-    "optuna": ("optuna",),
-    "intel_extension_for_pytorch": ("intel-extension-for-pytorch",),
-}
+from tuner import paths
+from tuner.vocabulary import distribution_version
+
+__all__ = ["TUNER_LIBRARIES", "Library", "declared_libraries", "library_versions"]
+
+# A distribution's name as PyPI spells it (PEP 508).
+_DISTRIBUTION = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
-def distribution_version(*names: str) -> str | None:
-    for name in names:
+@dataclass(frozen=True)
+class Library:
+    """A library and the distributions that provide it: ONNX Runtime ships as several
+    builds under different names (onnxruntime, onnxruntime-gpu, ...), one at a time."""
+
+    name: str  # how the fingerprint and `tuner detect` name it: its first distribution, with _ for -
+    distributions: tuple[str, ...]  # the alternatives, in order; the first installed one counts
+
+    @classmethod
+    def parse(cls, entry: object) -> "Library":
+        """``"torch"``, or a list of alternative builds whose first names the library
+        (``["onnxruntime", "onnxruntime-gpu"]``). Raises ValueError saying what is wrong."""
+        names = [entry] if isinstance(entry, str) else entry
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ValueError("a library is a distribution name or a non-empty list of alternative ones")
+        for name in names:
+            if not _DISTRIBUTION.match(name):
+                raise ValueError(f"{name!r} is not a distribution name")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{names} lists a distribution twice")
+        return cls(names[0].lower().replace("-", "_").replace(".", "_"), tuple(names))
+
+    def installed(self) -> tuple[str, str] | None:
+        """(distribution, version) of the first alternative installed; None: none is."""
+        for name in self.distributions:
+            try:
+                return name, metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
+
+
+# What the tuner itself brings that changes what a study finds.
+TUNER_LIBRARIES: tuple[Library, ...] = (Library("optuna", ("optuna",)),)
+
+
+def declared_libraries(directory: Path | None = None) -> tuple[Library, ...]:
+    """Every library the backend files of ``directory`` (default: the project's
+    search_spaces/) declare, once each, by name. A malformed entry is skipped here:
+    loading the space reports it (tuner.space.schema)."""
+    folder = directory or paths.search_spaces_dir()
+    found: dict[str, Library] = {}
+    for path in sorted(folder.glob("*.toml")):
         try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
+            table = tomllib.loads(path.read_text(encoding="utf-8")).get("backend", {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             continue
-    return None
+        entries = table.get("libraries", []) if isinstance(table, dict) else []
+        for entry in entries if isinstance(entries, list) else []:
+            try:
+                library = Library.parse(entry)
+            except ValueError:
+                continue
+            found.setdefault(library.name, library)
+    return tuple(found.values())
 
 
-def library_versions() -> dict[str, str | None]:
-    """Library name -> installed version or None.
-
-    "python" is the interpreter's major.minor: a patch release does not change
-    inference speed, and re-tuning for one would waste a night.
-    """
+def library_versions(libraries: Iterable[Library] | None = None) -> dict[str, str | None]:
+    """Library name -> installed version or None, after "python": its major.minor (a
+    patch release does not change inference speed, and re-tuning for one would waste
+    a night). ``libraries`` default: the tuner's own and every declared one."""
+    chosen = list(libraries) if libraries is not None else [*declared_libraries(), *TUNER_LIBRARIES]
     versions: dict[str, str | None] = {"python": f"{sys.version_info.major}.{sys.version_info.minor}"}
-    for library, distributions in LIBRARIES.items():
-        versions[library] = distribution_version(*distributions)
+    for library in sorted(chosen, key=lambda lib: lib.name):
+        versions.setdefault(library.name, distribution_version(*library.distributions))
     return versions

@@ -8,10 +8,11 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuner.errors import SpaceFileError, UserError
+from tuner.errors import UserError
+from tuner.space.catalog import read_files
 from tuner.space.environments import env_unavailable_reason
-from tuner.space.requirements import unmet
-from tuner.space.schema import COMMON, DimensionDecl, SpaceFile, read_space_file
+from tuner.space.requirements import module_available, unmet
+from tuner.space.schema import USES, DimensionDecl
 from tuner.space.space import Dimension, Pruned, Space
 
 if TYPE_CHECKING:
@@ -38,39 +39,6 @@ def _for_study(decls: tuple[DimensionDecl, ...], objective: str) -> list[Dimensi
             continue
         kept.append(dataclasses.replace(decl, when=tuple(conditions.items())) if wanted is not None else decl)
     return kept
-
-
-def read_files(directory: Path) -> tuple[SpaceFile, dict[str, SpaceFile]]:
-    """common.toml and the backend files of ``directory``, checked."""
-    common_path = directory / f"{COMMON}.toml"
-    if not directory.is_dir():
-        raise SpaceFileError(f"{directory}: search-space folder not found")
-    if not common_path.is_file():
-        raise SpaceFileError(f"{common_path}: missing (every search-space folder needs common.toml)")
-    backend_paths = sorted(p for p in directory.glob("*.toml") if p.stem != COMMON)
-    names = {p.stem for p in backend_paths}
-    common = read_space_file(common_path, names)
-    common_names = {d.name for d in common.dimensions}
-    backends: dict[str, SpaceFile] = {}
-    for path in backend_paths:
-        backend = read_space_file(path, names)
-        clash = sorted(common_names & {d.name for d in backend.dimensions})
-        if clash:
-            raise SpaceFileError(f"{path}: dimension {clash[0]!r} is already declared in {common_path.name}")
-        backends[backend.name] = backend
-    _check_envs(backends)
-    return common, backends
-
-
-def _check_envs(backends: dict[str, SpaceFile]) -> None:
-    """Backends may share an environment, but then they must declare the same one."""
-    seen: dict[str, SpaceFile] = {}
-    for backend in backends.values():
-        if backend.env is None:
-            continue
-        first = seen.setdefault(backend.env.name, backend)
-        if first.env != backend.env:
-            raise SpaceFileError(f"{backend.path}: env {backend.env.name!r} is declared differently in {first.path}")
 
 
 def _resolve(decl: DimensionDecl, owner: str | None, symbols: dict[str, int],
@@ -102,11 +70,12 @@ def _resolve(decl: DimensionDecl, owner: str | None, symbols: dict[str, int],
                      owner), None
 
 
-def _applicable(backend: str, dims: list[Dimension]) -> list[Dimension]:
+def _applicable(backend: str, uses: tuple[str, ...], dims: list[Dimension]) -> list[Dimension]:
     """``dims`` without those that can never be active for ``backend``: a common knob
-    whose condition names other backends (openmp for ONNX Runtime), and then every
-    knob whose condition rests on one already dropped (kmp_affinity after openmp).
-    The condition on the backend itself is kept: it is always true here."""
+    whose condition names other backends, or something ``backend`` does not use
+    (openmp for ONNX Runtime), and then every knob whose condition rests on one
+    already dropped (kmp_affinity after openmp). The condition on the backend itself
+    is kept: it is always true here; one on what it uses is settled, so it goes."""
     kept: list[Dimension] = []
     for dim in dims:
         names = {d.name for d in kept}
@@ -114,12 +83,15 @@ def _applicable(backend: str, dims: list[Dimension]) -> list[Dimension]:
         for ref, values in dim.when:
             if ref == "backend":
                 possible = backend in values
+            elif ref == USES:
+                possible = any(value in uses for value in values)
             elif ref not in names:
                 possible = False
             if not possible:
                 break
         if possible:
-            kept.append(dim)
+            settled = tuple((ref, values) for ref, values in dim.when if ref != USES)
+            kept.append(dim if settled == dim.when else dataclasses.replace(dim, when=settled))
     return kept
 
 
@@ -128,11 +100,7 @@ def load_space(machine: "MachineInfo", directory: Path | None = None,
     """The space of ``directory`` (default: the project's search_spaces/) on
     ``machine``, restricted to ``backends`` if given, for a study of ``objective``
     (a dimension with ``when = { objective = ... }`` is there only for those)."""
-    if directory is None:
-        from tuner.paths import search_spaces_dir
-
-        directory = search_spaces_dir()
-    common, files = read_files(Path(directory))
+    common, files = read_files(directory)
     if backends is not None:
         unknown = [b for b in backends if b not in files]
         if unknown:
@@ -162,6 +130,8 @@ def load_space(machine: "MachineInfo", directory: Path | None = None,
             env_why = env_unavailable_reason(spec.env)
             if env_why:
                 why_not.append(env_why)
+        elif spec.backend is not None and not why_not and not module_available(spec.backend.module):
+            why_not.append(f"python module {spec.backend.module} is not installed")
         if common_failure:
             why_not.append(common_failure)
         own: list[Dimension] = []
@@ -176,7 +146,8 @@ def load_space(machine: "MachineInfo", directory: Path | None = None,
         if why_not:
             pruned.append(Pruned("backend", name, name, "; ".join(why_not)))
             continue
-        dimensions[name] = _applicable(name, own + common_dims)
+        uses = spec.backend.uses if spec.backend is not None else ()
+        dimensions[name] = _applicable(name, uses, own + common_dims)
 
     if not dimensions:
         reasons = "; ".join(f"{p.choice}: {p.reason}" for p in pruned if p.dimension == "backend")

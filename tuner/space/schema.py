@@ -15,6 +15,7 @@ from typing import Any
 from tuner.errors import SpaceFileError
 from tuner.hardware.cpu import KNOWN_ISA
 from tuner.hardware.libraries import LIBRARIES
+from tuner.hardware.versions import Library
 from tuner.space.requirements import Requirements
 from tuner.vocabulary import OBJECTIVES
 
@@ -32,12 +33,21 @@ SYMBOLS = {
 # Conditions on the study rather than on the config: resolved when the space is
 # loaded for an objective, so a dimension that does not apply is not there at all.
 STUDY_CONDITIONS: dict[str, tuple[Scalar, ...]] = {"objective": tuple(OBJECTIVES)}
+# What a backend may declare it uses ([backend] uses), and a knob of common.toml may be
+# conditioned on (when = { uses = "openmp" }): each is something the trial's launcher
+# knows how to set (tuner.trial.knobs).
+CAPABILITIES = {
+    "openmp": "its compute runs on an OpenMP runtime (libgomp, or libiomp5 preloaded), so the openmp knobs apply",
+}
+USES = "uses"  # the condition on what the backend uses
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _FILE_KEYS = {"format", "help", "requires", "dimensions"}
 _COMMON_KEYS = _FILE_KEYS | {"default_backend"}
 # A backend file may also carry a note for `tuner space` and the environment it runs in.
-_BACKEND_KEYS = _FILE_KEYS | {"note", "env"}
+_BACKEND_KEYS = _FILE_KEYS | {"note", "env", "backend"}
+_BACKEND_TABLE_KEYS = {"module", "fork_served", "preload", "uses", "libraries"}
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _ENV_KEYS = {"name", "help", "packages", "imports"}
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _DIMENSION_KEYS = {"help", "type", "choices", "low", "high", "step", "default", "when", "requires"}
@@ -71,6 +81,18 @@ class EnvDecl:
 
 
 @dataclass(frozen=True)
+class BackendDecl:
+    """A backend file's ``[backend]`` table: where its code is and what it depends on."""
+
+    module: str  # the module that defines it ("tuner.backends.onnxruntime")
+    class_name: str  # its Backend class there ("OnnxRuntimeBackend")
+    fork_served: bool = False  # trials forked from a fork server that did the imports once
+    preload: tuple[str, ...] = ()  # what that server imports (fork_served only)
+    uses: tuple[str, ...] = ()  # CAPABILITIES it has ("openmp")
+    libraries: tuple[Library, ...] = ()  # whose versions key its artifacts and enter the fingerprint
+
+
+@dataclass(frozen=True)
 class SpaceFile:
     name: str  # file stem: a backend's name, or "common"
     path: Path
@@ -80,6 +102,7 @@ class SpaceFile:
     default_backend: str | None = None  # common.toml only
     note: str = ""  # shown beside the backend by `tuner space`
     env: EnvDecl | None = None  # trials run with this environment's interpreter
+    backend: BackendDecl | None = None  # where the backend's code is ([backend]); None: not declared
 
 
 class _Checker:
@@ -164,10 +187,10 @@ def _bound(check: _Checker, value: Any, where: str) -> int | str:
 
 
 def _dimension(check: _Checker, name: str, table: Any, earlier: dict[str, DimensionDecl],
-               later: set[str], backends: set[str]) -> DimensionDecl:
+               later: set[str], backends: set[str], is_common: bool) -> DimensionDecl:
     where = f"dimension {name!r}"
-    if not _NAME.match(name) or name == "backend":
-        raise check.fail(f"{where}: a name is lower-case letters, digits and _, and not 'backend'")
+    if not _NAME.match(name) or name in ("backend", USES):
+        raise check.fail(f"{where}: a name is lower-case letters, digits and _, and not 'backend' or '{USES}'")
     if not isinstance(table, dict):
         raise check.fail(f"{where} must be a table, got {_toml(table)}")
     check.unknown_keys(table, _DIMENSION_KEYS, where)
@@ -231,12 +254,12 @@ def _dimension(check: _Checker, name: str, table: Any, earlier: dict[str, Dimens
                 raise check.fail(f"{where}.requires.{key}: {key!r} is not one of its choices {_toml(raw)}")
             requires[by_key[key]] = _requirements(check, sub, f"{where}.requires.{key}")
 
-    when = _when(check, table.get("when", {}), where, earlier, later, backends)
+    when = _when(check, table.get("when", {}), where, earlier, later, backends, is_common)
     return DimensionDecl(name, help_text, kind, choices, low, high, step, default, when, requires)
 
 
 def _when(check: _Checker, table: Any, where: str, earlier: dict[str, DimensionDecl],
-          later: set[str], backends: set[str]) -> tuple[tuple[str, tuple[Scalar, ...]], ...]:
+          later: set[str], backends: set[str], is_common: bool) -> tuple[tuple[str, tuple[Scalar, ...]], ...]:
     if not isinstance(table, dict):
         raise check.fail(f"{where}.when must be a table like {{ precision = \"int8\" }}, got {_toml(table)}")
     conditions = []
@@ -246,6 +269,10 @@ def _when(check: _Checker, table: Any, where: str, earlier: dict[str, DimensionD
             raise check.fail(f"{where}.when.{ref} lists no values")
         if ref == "backend":
             allowed: tuple[Scalar, ...] = tuple(sorted(backends))
+        elif ref == USES:
+            if not is_common:
+                raise check.fail(f"{where}.when.{USES}: only common.toml's knobs depend on what a backend uses")
+            allowed = tuple(CAPABILITIES)
         elif ref in STUDY_CONDITIONS:
             allowed = STUDY_CONDITIONS[ref]
         elif ref in earlier:
@@ -259,7 +286,7 @@ def _when(check: _Checker, table: Any, where: str, earlier: dict[str, DimensionD
         else:
             raise check.fail(
                 f"{where}.when refers to unknown dimension {ref!r} "
-                f"(a condition names 'backend' or a dimension declared above it in this file)"
+                f"(a condition names 'backend', '{USES}' or a dimension declared above it in this file)"
             )
         for value in values:
             if not any(_same_kind(value, a) and value == a for a in allowed):
@@ -268,12 +295,13 @@ def _when(check: _Checker, table: Any, where: str, earlier: dict[str, DimensionD
     return tuple(conditions)
 
 
-def read_space_file(path: Path, backends: set[str]) -> SpaceFile:
+def read_space_file(path: Path, backends: set[str] | frozenset[str], text: str | None = None) -> SpaceFile:
     """Parse and check one file; ``backends`` are the backend names of the folder
-    (for ``default_backend`` and ``when = { backend = ... }``)."""
+    (for ``default_backend`` and ``when = { backend = ... }``); ``text``: the file's
+    content when the caller has read it already."""
     check = _Checker(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
     except tomllib.TOMLDecodeError as exc:
         raise check.fail(f"invalid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -303,10 +331,55 @@ def read_space_file(path: Path, backends: set[str]) -> SpaceFile:
     declared: dict[str, DimensionDecl] = {}
     for dim_name, table in dimensions_table.items():
         later = set(dimensions_table) - set(declared) - {dim_name}
-        declared[dim_name] = _dimension(check, dim_name, table, declared, later, backends)
+        declared[dim_name] = _dimension(check, dim_name, table, declared, later, set(backends), is_common)
     note = check.string(data.get("note", ""), "note")
     env = _env(check, data["env"]) if "env" in data else None
-    return SpaceFile(name, path, help_text, requires, tuple(declared.values()), default_backend, note, env)
+    backend = _backend(check, data["backend"]) if "backend" in data else None
+    return SpaceFile(name, path, help_text, requires, tuple(declared.values()), default_backend, note, env, backend)
+
+
+def _module_name(check: _Checker, value: Any, where: str) -> str:
+    text = check.string(value, where)
+    if not _MODULE.match(text):
+        raise check.fail(f"{where}: {text!r} is not a dotted module name")
+    return text
+
+
+def _backend(check: _Checker, table: Any) -> BackendDecl:
+    if not isinstance(table, dict):
+        raise check.fail(f"backend must be a table ([backend] with module = \"package.module:Class\"), got {_toml(table)}")
+    check.unknown_keys(table, _BACKEND_TABLE_KEYS, "backend")
+    if "module" not in table:
+        raise check.fail("backend needs module = \"package.module:Class\" (where the Backend class is)")
+    module, _, class_name = check.string(table["module"], "backend.module").partition(":")
+    if not _MODULE.match(module) or not class_name.isidentifier():
+        raise check.fail(f"backend.module must be \"package.module:Class\", got {_toml(table['module'])}")
+    fork_served = table.get("fork_served", False)
+    if not isinstance(fork_served, bool):
+        raise check.fail(f"backend.fork_served must be true or false, got {_toml(fork_served)}")
+    preload = check.strings(table.get("preload", []), "backend.preload")
+    if preload and not fork_served:
+        raise check.fail("backend.preload applies to a fork-served backend only (fork_served = true)")
+    for name in preload:
+        _module_name(check, name, "backend.preload")
+    uses = check.strings(table.get("uses", []), "backend.uses")
+    for name in uses:
+        if name not in CAPABILITIES:
+            raise check.fail(f"backend.uses: unknown capability {name!r} (known: {', '.join(CAPABILITIES)})")
+    entries = table.get("libraries", [])
+    if not isinstance(entries, list):
+        raise check.fail(f"backend.libraries must be a list of distributions, got {_toml(entries)}")
+    libraries: dict[str, Library] = {}
+    for entry in entries:
+        try:
+            library = Library.parse(entry)
+        except ValueError as exc:
+            raise check.fail(f"backend.libraries: {exc}, got {_toml(entry)}") from None
+        if library.name in libraries:
+            raise check.fail(f"backend.libraries names {library.name!r} twice")
+        libraries[library.name] = library
+    return BackendDecl(module, class_name, fork_served, preload or ((module,) if fork_served else ()),
+                       tuple(dict.fromkeys(uses)), tuple(libraries.values()))
 
 
 def _env(check: _Checker, table: Any) -> EnvDecl:

@@ -96,7 +96,9 @@ def _preload_model_class(path: str) -> None:
 
     for mapping in (modeling_auto.MODEL_MAPPING_NAMES, modeling_auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES):
         if model_type in mapping:
-            getattr(transformers, mapping[model_type])
+            names = mapping[model_type]  # a class name, or several for some model types
+            for name in [names] if isinstance(names, str) else names:
+                getattr(transformers, name)
 
 
 def _child(request: dict[str, Any], result_fd: int, output_fd: int, sock: socket.socket) -> None:

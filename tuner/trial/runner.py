@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuner import paths
 from tuner.errors import UserError
@@ -24,6 +25,9 @@ from tuner.trial.plan import plan_instances, threads_per_instance
 from tuner.trial.probe import differences
 from tuner.trial.throughput import combine
 
+if TYPE_CHECKING:
+    from tuner.hardware import MachineInfo
+
 # What ld.so prints when a preload library cannot be loaded; it then runs without it.
 _PRELOAD_ERROR = "from LD_PRELOAD cannot be preloaded"
 
@@ -31,7 +35,7 @@ _PRELOAD_ERROR = "from LD_PRELOAD cannot be preloaded"
 @dataclass
 class TrialRunner:
     model: ModelRef
-    machine: object  # tuner.hardware.MachineInfo
+    machine: "MachineInfo"
     eval_texts: list[str]
     measure: S.MeasureSettings = field(default_factory=S.MeasureSettings)
     timeout_s: float = 600.0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.metadata
 import json
 import os
 import sys
@@ -34,8 +33,10 @@ from tuner.trial.measure import measure, stability_flags, summarize
 from tuner.trial.noise import InterferenceMeter
 from tuner.trial.probe import probe, remember_start, start_cpus
 from tuner.trial.spec import ERROR, OK, PRUNED, UNSUPPORTED, TrialResult, TrialSpec
+from tuner.vocabulary import distribution_version, version_or_absent
 
 if TYPE_CHECKING:
+    from tuner.backends.base import Predictor
     from tuner.trial.throughput import Barrier
 
 
@@ -44,10 +45,7 @@ def _inputs(spec: TrialSpec) -> tuple[dict[str, np.ndarray], list[dict[str, np.n
     batch, texts, transformers version) and cached as .npz."""
     from tuner.model import BENCH_TEXT
 
-    try:
-        transformers_version = importlib.metadata.version("transformers")
-    except importlib.metadata.PackageNotFoundError:
-        transformers_version = "absent"
+    transformers_version = version_or_absent(distribution_version("transformers"))
     key = json.dumps([spec.model.content_hash, spec.workload.seq_len, spec.workload.batch, spec.eval_texts,
                       BENCH_TEXT, transformers_version])
     path = Path(spec.cache_dir) / "inputs" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
@@ -68,12 +66,12 @@ def _inputs(spec: TrialSpec) -> tuple[dict[str, np.ndarray], list[dict[str, np.n
     arrays.update({f"eval{i}/{k}": v for i, inputs in enumerate(evals) for k, v in inputs.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub takes **arrays for allow_pickle
     os.replace(tmp, path)  # another worker reads the whole file or none
     return bench, evals
 
 
-def _eval_outputs(spec: TrialSpec, predictor, evals: list[dict[str, np.ndarray]]) -> np.ndarray:
+def _eval_outputs(spec: TrialSpec, predictor: "Predictor", evals: list[dict[str, np.ndarray]]) -> np.ndarray:
     """The summarized outputs of every eval text, stacked in order."""
     rows = []
     for inputs in evals:
@@ -108,6 +106,9 @@ def _peak_rss_mb() -> float | None:
 
 
 def run_spec(spec: TrialSpec, barrier: "Barrier | None" = None) -> TrialResult:
+    """One trial, reading of its backend only what ``tuner.backends.base`` declares:
+    prepare, load, threads_in_use, and the predictor's bind, run, to_numpy, timings.
+    An UnsupportedConfigError or any other exception propagates to ``main``."""
     from tuner.artifacts.cache import ArtifactCache
     from tuner.backends import get_backend
 
@@ -167,7 +168,7 @@ def run_spec(spec: TrialSpec, barrier: "Barrier | None" = None) -> TrialResult:
     noise = {"during": meter.stop()}
     timings["measure_s"] = time.perf_counter() - t
     # One-off costs a predictor paid on its first calls (torch.compile's compile_s).
-    timings.update(getattr(predictor, "timings", None) or {})
+    timings.update(predictor.timings)
 
     effective = probe()
     effective["threads"] = backend.threads_in_use(predictor)
