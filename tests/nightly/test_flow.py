@@ -116,6 +116,28 @@ def test_a_database_moved_to_new_cpus_is_retuned_and_drift_too(tiny_bert_dir: Pa
     assert counted(study_trials(db, zen4)) == before + 2  # the same study, two more trials
     assert json.loads(tuner("status", "--json", env=on(env, "zen4")).stdout)["winners"][0]["state"] == "fresh"
 
+    # A fresh winner not confirmed for `verify_after` is verified like `tuner verify` does
+    # (and re-tuned at once when its speedup no longer holds).
+    # (The winner made one of the study's measured configurations other than the stock
+    # default, so that there is something to compare.)
+    with Store.open(url) as store:
+        winner = next(w for w in store.winners() if w.machine.fingerprint == zen4)
+        other = next(t for t in store.trials(winner.study_id)
+                     if t.status == "ok" and t.config != winner.study_settings["default"])
+    execute(url, f"UPDATE tuner_best SET trial_id = {other.id}, config = '{json.dumps(other.config)}' "
+                 f"WHERE trial_id = {winner.best.trial_id}")
+    config = tmp_path / "nightly.toml"
+    config.write_text('verify_after = "0s"\nrounds = 3\n')
+    replays = query(db, "SELECT count(*) FROM tuner_replays WHERE kind = 'verify'")[0][0]
+    run = tuner("nightly", "--config", str(config), "--trials", "2", *NIGHTLY, env=on(env, "zen4"), check=False)
+    last = json.loads(tuner("nightly", "--last", "--json", env=on(env, "zen4")).stdout)
+    [planned], [result] = last["plan"], last["results"]
+    assert planned["action"] == "verify" and planned["reason"].startswith("fresh, chosen"), planned
+    verify = result["verify"]
+    assert query(db, "SELECT count(*) FROM tuner_replays WHERE kind = 'verify'")[0][0] == replays + 6
+    assert result["outcome"] == {True: "verified", None: "unverified", False: "tuned"}[verify["holds"]], result
+    assert run.returncode == (3 if verify["holds"] is False or result.get("slower") else 0), run.stdout
+
     # A library upgrade, simulated: the winner was chosen under another ONNX Runtime.
     execute(url, "UPDATE tuner_machines SET info = json_set(info, '$.libraries.onnxruntime', '1.0.0'), "
                  f"fingerprint = 'old-' || fingerprint, software_fingerprint = 'old' WHERE fingerprint = '{zen4}'")

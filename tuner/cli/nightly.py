@@ -30,7 +30,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan, one reason per line; change nothing")
     p.add_argument("--json", action="store_true", help="the plan (--dry-run), the run or the last run as JSON")
     p.add_argument("--last", action="store_true", help="show the last nightly run of this machine")
-    p.add_argument("--rounds", type=int, default=5, help="verify: fresh processes per side (default 5, at least 3)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="verify: fresh processes per side (default: the config's, else 5; at least 3)")
     p.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
                    help="time each trial and replay for at least this long (default 1.0)")
     p.add_argument("--noise-wait", type=float, default=3.0, metavar="SECONDS",
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return _uninstall()
     if args.trials is not None and args.trials < 1:
         raise UserError("--trials must be at least 1")
-    if args.rounds < 3:
+    if args.rounds is not None and args.rounds < 3:
         raise UserError("--rounds must be at least 3: fewer fresh processes cannot bound a speedup")
     if args.min_time <= 0:
         raise UserError("--min-time must be positive, e.g. 1.0")
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.nightly.run import EXIT_ERROR, Nightly, RunSettings, plan_for, take_lock
     from tuner.store import Store
 
-    settings = RunSettings(db_url=args.db, budget_s=budget, trials=args.trials, rounds=args.rounds,
+    settings = RunSettings(db_url=args.db, budget_s=budget, trials=args.trials, rounds=args.rounds or config.rounds or 5,
                            min_time=args.min_time, noise_wait_s=args.noise_wait, noise_retries=args.noise_retries,
                            lock_timeout_s=lock_timeout,
                            config=config)

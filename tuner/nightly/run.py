@@ -47,7 +47,7 @@ class RunSettings:
     db_url: str | None = None
     budget_s: float | None = None  # the whole run
     trials: int | None = None  # per study (--trials)
-    rounds: int = 5  # verify
+    rounds: int = 5  # verify: fresh processes per side (--rounds, else the config's)
     min_time: float = 1.0  # seconds each trial and replay is timed
     noise_wait_s: float = 3.0
     noise_retries: int = 1
@@ -194,8 +194,7 @@ class Nightly:
 
         status = item.status
         assert status is not None and status.winner is not None and status.model_ref is not None
-        rounds = self.settings.config.rounds or self.settings.rounds
-        verdict = verify_winner(self.store, status.winner, status.model_ref, self.machine, rounds=rounds,
+        verdict = verify_winner(self.store, status.winner, status.model_ref, self.machine, rounds=self.settings.rounds,
                                 min_time=self.settings.min_time, noise_retries=self.settings.noise_retries,
                                 noise_wait_s=self.settings.noise_wait_s)
         result["verify"] = verdict.to_dict()

@@ -6,11 +6,8 @@ the winner and of the stock default that `tuner verify` or `tuner nightly` repla
 after the winner was chosen) the way `tuner verify` does: today's speedup with its
 95% interval, and whether the stored speedup lies inside it.
 
-``verify_winner`` runs such a session. It is an adapter: `tuner verify` and the
-finalists are moving to one shared replay routine in tuner/search; until then it
-replays the way tuner/cli/verify.py does (fresh processes, interleaved, the accuracy
-guard, each run stored as a ``verify`` replay), and only this function changes when
-the shared routine lands.
+``verify_winner`` runs such a session through the replay routine the finalists and
+`tuner verify` share (tuner.search's ``Replay``, judged by the study's own ``Judge``).
 """
 
 from __future__ import annotations
@@ -110,57 +107,38 @@ def verify_winner(
     min_time: float = 1.0, noise_retries: int = 1, noise_wait_s: float = 3.0,
 ) -> VerifyResult:
     """Replay the winner and the stock default ``rounds`` times each in fresh
-    processes, interleaved; every run is stored as a ``verify`` replay, then judged
+    processes, interleaved, judged as the study judged its finalists and stored as
+    ``verify`` replays (the routine `tuner verify` uses), then judged as a whole
     (``last_verify``). The caller holds the machine lock."""
-    from dataclasses import replace
+    from datetime import UTC
 
     from tuner.model import DEFAULT_EVAL_TEXTS
+    from tuner.nightly._search import Judge, Replay
     from tuner.nightly._search import finalists as F
     from tuner.search.quiet import QuietRunner
     from tuner.space import load_space
     from tuner.trial import spec as S
-    from tuner.trial.accuracy import Guard
     from tuner.trial.runner import TrialRunner
 
     best = winner.best
     default_config = winner.study_settings.get("default") or load_space(
         machine, objective=best.objective).default_config()
     if config_key(best.config) == config_key(default_config):
-        from datetime import UTC
-
         return VerifyResult(datetime.now(UTC), True, 1.0, 1.0, 1.0, best.speedup, 0,
                             "the winner is the stock default: nothing to verify")
+    study = next(s for s in store.studies(fingerprint=winner.machine.fingerprint) if s.id == winner.study_id)
     workload = S.Workload(seq_len=best.seq_len, batch=best.batch)
     measure = S.MeasureSettings(min_seconds=min_time, warmup_seconds=min(0.3, min_time / 3))
     runner = TrialRunner(model, machine, list(DEFAULT_EVAL_TEXTS), measure)
-    quiet = QuietRunner(runner, retries=noise_retries, wait_s=noise_wait_s)
-    guard = Guard(**{k: v for k, v in (winner.study_settings.get("guard") or {}).items()
-                     if k in Guard.__dataclass_fields__})
     try:
-        reference = runner.reference(workload)
-        trial = store.trial_by_id(best.trial_id)
-
-        def run_one(candidate: F.Candidate, round_: int) -> S.TrialResult:
-            name = "winner" if candidate.role == "candidate" else "default"
-            result, _ = quiet.run(workload, candidate.config, reference,
-                                  f"nightly verify, seq {best.seq_len}, {name} round {round_ + 1}",
-                                  replace(measure, prune_above_ms=None))
-            failed = guard.check(model.task, result.accuracy) if result.status == S.OK else None
-            if failed:
-                result.status, result.reason = S.REJECTED, f"below the accuracy guard: {failed}"
-            stats = result.stats
-            store.record_replay(
-                trial.study_id, kind="verify", role=candidate.role, round=round_, config=candidate.config,
-                status=result.status, trial_id=trial.id if candidate.role == "candidate" else None,
-                reason=result.reason, median_ms=stats.get("median"), p90_ms=stats.get("p90"),
-                p99_ms=stats.get("p99"), n_samples=int(stats["n"]) if "n" in stats else None,
-                samples_ms=result.samples_ms, throughput=stats.get("throughput"), flags=result.flags or None,
-                noise=result.noise or None,
-            )
-            return result
-
-        F.remeasure([F.Candidate("candidate", best.config, trial), F.Candidate("default", default_config)],
-                    rounds, run_one)
+        replay = Replay(
+            QuietRunner(runner, retries=noise_retries, wait_s=noise_wait_s), store, winner.study_id, workload,
+            runner.reference(workload), Judge.of_study(study, model.task), measure, "verify",
+            label=lambda c, r: f"nightly verify, seq {best.seq_len}, "
+                               f"{'winner' if c.role == 'candidate' else 'default'} round {r + 1}",
+        )
+        replay.remeasure([F.Candidate("candidate", best.config, store.trial_by_id(best.trial_id)),
+                          F.Candidate("default", default_config)], rounds)
     finally:
         runner.close()
     judged = last_verify(store, winner)
