@@ -8,55 +8,29 @@ and the model's content (docs/nightly.md).
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from typing import Any
-
-# The libraries each shipped backend uses, for backend files that do not declare them
-# (``[backend] libraries`` in search_spaces/<backend>.toml, read first).
-_FALLBACK_LIBRARIES: dict[str, tuple[str, ...]] = {
-    "torch": ("torch", "transformers"),
-    "torchscript": ("torch", "transformers"),
-    "torch_compile": ("torch", "transformers"),
-    "torch_cuda": ("torch", "transformers"),
-    "ipex": ("torch", "intel_extension_for_pytorch", "transformers"),
-    "onnxruntime": ("torch", "onnx", "onnxruntime", "transformers"),
-    "onnxruntime_cuda": ("torch", "onnx", "onnxruntime", "transformers"),
-    "onnxruntime_openvino": ("torch", "onnx", "onnxruntime", "transformers"),
-    "openvino": ("torch", "onnx", "transformers", "openvino", "nncf"),
-}
-
-
-def _library_name(entry: object) -> str | None:
-    """A ``[backend] libraries`` entry's name as library_versions() keys it: the (first)
-    distribution, lower case, ``-`` and ``.`` as ``_``."""
-    first = entry[0] if isinstance(entry, list) and entry else entry
-    if not isinstance(first, str) or not first:
-        return None
-    return first.lower().replace("-", "_").replace(".", "_")
 
 
 def libraries_of_backend(backend: str) -> tuple[str, ...]:
     """The libraries whose versions a winner of ``backend`` depends on: the
-    interpreter's major.minor ("python"), then what the backend's search-space file
-    declares, else what this module knows of the shipped backends, else every
-    library the tuner records (an unknown backend: assume the worst)."""
-    from tuner.paths import search_spaces_dir
+    interpreter's major.minor ("python"), then those its search-space file declares
+    (``[backend] libraries``, docs/search-space.md), named as ``tuner detect`` names
+    them. A backend this tuner does not declare (its file gone) depends on every
+    library the tuner records: assume the worst."""
+    from tuner.errors import SpaceFileError
+    from tuner.space.catalog import declared_backends
 
-    declared: list[str] = []
     try:
-        table = tomllib.loads((search_spaces_dir() / f"{backend}.toml").read_text(encoding="utf-8")).get("backend")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        table = None
-    if isinstance(table, dict) and isinstance(table.get("libraries"), list):
-        declared = [n for n in (_library_name(e) for e in table["libraries"]) if n]
-    if not declared:
-        declared = list(_FALLBACK_LIBRARIES.get(backend, ()))
-    if not declared:
+        declared = declared_backends().get(backend)
+    except SpaceFileError:
+        declared = None
+    names = [library.name for library in declared.libraries] if declared is not None else []
+    if not names:
         from tuner.hardware.versions import library_versions
 
-        declared = [name for name in library_versions() if name != "python"]
-    return ("python", *dict.fromkeys(declared))
+        names = [name for name in library_versions() if name != "python"]
+    return ("python", *dict.fromkeys(names))
 
 
 def library_changes(backend: str, then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
