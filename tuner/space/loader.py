@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tuner.errors import UserError
+from tuner.errors import SpaceFileError, UserError
 from tuner.space.catalog import read_files
 from tuner.space.environments import env_unavailable_reason
 from tuner.space.requirements import module_available, unmet
-from tuner.space.schema import USES, DimensionDecl
+from tuner.space.schema import COMMON, USES, DimensionDecl, read_space_file
 from tuner.space.space import Dimension, Pruned, Space
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from tuner.hardware import MachineInfo
 
 
@@ -155,3 +157,133 @@ def load_space(machine: "MachineInfo", directory: Path | None = None,
     assert common.default_backend is not None  # read_space_file requires it
     notes = {name: files[name].note for name in dimensions if files[name].note}
     return Space(dimensions, pruned, common.default_backend, notes)
+
+
+# -- `--space FILE`: the user's files merged over the shipped ones -------------------------
+
+
+def load_space_with(machine: "MachineInfo", files: "Sequence[Path]", backends: list[str] | None = None,
+                    objective: str = "p50", directory: Path | None = None) -> Space:
+    """``load_space`` with the user's own files (``tuner auto --space FILE``) read over
+    the shipped ones. A file is in the format of search_spaces/*.toml and is named after
+    the file it applies to (``onnxruntime.toml``, ``common.toml``); its tables are merged
+    key by key over that file's, so ``[dimensions.precision] choices = ["fp32"]``
+    restricts a dimension, more choices or a wider range extend it, a new
+    ``[dimensions.<name>]`` adds one. The merged file is checked as a whole, and an error
+    names the user's file, on one line like any other space file's."""
+    import shutil
+    import tempfile
+
+    from tuner.space.catalog import _folder
+
+    if not files:
+        return load_space(machine, directory, backends, objective)
+    shipped = _folder(directory)
+    with tempfile.TemporaryDirectory(prefix="tuner-space-") as tmp:
+        folder = Path(tmp)
+        for path in shipped.glob("*.toml"):
+            shutil.copyfile(path, folder / path.name)
+        names = frozenset(p.stem for p in folder.glob("*.toml") if p.stem != COMMON)
+        for file in files:
+            target = folder / Path(file).name
+            if not target.is_file():
+                raise SpaceFileError(
+                    f"{file}: no shipped search-space file {Path(file).name} to read it over; name it after one of "
+                    f"{', '.join(sorted(p.name for p in shipped.glob('*.toml')))} (a new backend needs a folder of "
+                    "its own: $TUNER_SPACE_DIR)")
+            own = _toml_table(Path(file))
+            merged = _merge(_toml_table(target, target.read_text(encoding="utf-8")), own)
+            _fit_restricted(merged, own)
+            text = _to_toml(merged)
+            read_space_file(Path(file), names, text)  # its problems, named after the user's file
+            target.write_text(text, encoding="utf-8")
+        return load_space(machine, folder, backends, objective)
+
+
+def _toml_table(path: Path, text: str | None = None) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpaceFileError(f"{path}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpaceFileError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` read over ``base``: tables merge key by key, any other value replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _fit_restricted(merged: dict[str, Any], own: dict[str, Any]) -> None:
+    """Where the user's file gave a dimension fewer choices and said nothing of its
+    default or requirements: the shipped default, if left out, becomes the first
+    choice, and requirements of choices left out go with them."""
+    from tuner.space.schema import _key_for
+
+    for name, table in (own.get("dimensions") or {}).items():
+        if not isinstance(table, dict) or not isinstance(table.get("choices"), list):
+            continue
+        dim = merged["dimensions"][name]
+        choices = table["choices"]
+        if "default" not in table and choices and dim.get("default") not in choices:
+            dim["default"] = choices[0]
+        if "requires" not in table and isinstance(dim.get("requires"), dict):
+            keys = {_key_for(c) for c in choices if isinstance(c, (str, int, float, bool))}
+            dim["requires"] = {k: v for k, v in dim["requires"].items() if k in keys}
+    # A shipped dimension whose condition only choices left out could meet goes too
+    # (quantization, once precision is fp32 only), and so on down its dependents.
+    dims = merged.get("dimensions") or {}
+    removed: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name in list(dims):
+            when = dims[name].get("when") if isinstance(dims[name], dict) else None
+            if name in (own.get("dimensions") or {}) or not isinstance(when, dict):
+                continue
+            for ref, wanted in list(when.items()):
+                choices = dims[ref].get("choices") if isinstance(dims.get(ref), dict) else None
+                values = wanted if isinstance(wanted, list) else [wanted]
+                kept = [v for v in values if v in choices] if choices is not None else values
+                if ref in removed or not kept:
+                    del dims[name]
+                    removed.add(name)
+                    changed = True
+                    break
+                if len(kept) < len(values):
+                    when[ref] = kept
+                    changed = True
+
+
+def _to_toml(table: dict[str, Any], prefix: str = "") -> str:
+    """A parsed space file written back as TOML (the values tomllib returns for it)."""
+    import json
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # JSON's string escapes are TOML's basic-string escapes
+        if isinstance(v, list):
+            return "[" + ", ".join(value(item) for item in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{json.dumps(k)} = {value(item)}" for k, item in v.items()) + " }"
+        raise SpaceFileError(f"{prefix or 'the file'}: cannot write {v!r} back as TOML")
+
+    scalars = [f"{json.dumps(k)} = {value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    lines = ([f"[{prefix}]"] if prefix and scalars else []) + scalars
+    for key, sub in table.items():
+        if isinstance(sub, dict):
+            name = f"{prefix}.{json.dumps(key)}" if prefix else json.dumps(key)
+            lines.append(_to_toml(sub, name))
+    return "\n".join(line for line in lines if line) + "\n"
