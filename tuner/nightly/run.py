@@ -146,7 +146,9 @@ class Nightly:
                                           results=self.results)
             raise
         code = exit_status(self.results)
-        lines = summary_lines(plan, self.results)
+        lines = summary_lines(plan, self.results) or [
+            "tuner nightly: nothing to do: no stored winner for this machine, a previous incarnation or a similar "
+            "machine, and no --config"]
         for line in lines:
             self.say(line)
         final = self.store.finish_nightly_run(record.id, status="done", exit_code=code, summary="\n".join(lines),
