@@ -24,7 +24,7 @@ from tuner.store._schema import SCHEMA_HEAD, VERSION_TABLE, Base
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
 TABLES = {"tuner_machines", "tuner_models", "tuner_studies", "tuner_trials", "tuner_best", "tuner_replays",
-          "tuner_nightly_runs"}
+          "tuner_nightly_runs", "tuner_claims"}
 
 
 def _version(url: str) -> list[str]:

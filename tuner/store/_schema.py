@@ -35,7 +35,7 @@ from sqlalchemy.types import TypeDecorator
 # The newest migration in db/versions. Store.open compares the database's revision
 # with this before importing Alembic, so opening an up-to-date database stays fast;
 # tests/store checks it matches the scripts' head.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 VERSION_TABLE = "tuner_alembic_version"
 
 # Named constraints: Alembic's batch mode (how SQLite alters a table) needs names to
@@ -271,3 +271,19 @@ class NightlyRunRow(Base):
     summary: Mapped[str | None] = mapped_column(Text)
     started: Mapped[datetime] = mapped_column(UTCDateTime())
     finished: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ClaimRow(Base):
+    """A step of a shared study that one worker takes on (since 0004): who took it,
+    when it last said it was alive, and when it was done (docs/fleet.md, --join)."""
+
+    __tablename__ = "tuner_claims"
+    __table_args__ = (UniqueConstraint("study_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("tuner_studies.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(255))
+    claimed: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat: Mapped[datetime] = mapped_column(UTCDateTime())
+    done: Mapped[datetime | None] = mapped_column(UTCDateTime())
