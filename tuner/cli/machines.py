@@ -10,18 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from tuner.cli.common import add_db_argument
+from tuner.hardware.similarity import isa_class
 
-# The ISA classes, fastest kernels first: the first feature a CPU has names its class.
-# Machines of one class run the same int8/bf16 kernels, so their winners tend to agree.
-_X86_CLASSES = (
-    ("amx", "amx_tile"),
-    ("avx512-bf16", "avx512_bf16"),
-    ("avx512-vnni", "avx512_vnni"),
-    ("avx512", "avx512f"),
-    ("avx2-vnni", "avx_vnni"),
-    ("avx2", "avx2"),
-)
-_ARM_CLASSES = (("sve2", "sve2"), ("sve", "sve"), ("neon-dotprod", "asimddp"), ("neon", "asimd"))
+__all__ = ["add_parser", "describe_machines", "isa_class", "run"]
 
 
 def add_parser(subparsers) -> None:
@@ -29,18 +20,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     add_db_argument(p)
     p.set_defaults(func=run)
-
-
-def isa_class(cpu: dict[str, Any]) -> str:
-    """``avx512-vnni``, ``amx``, ``neon-dotprod``, ...: a CPU's class from its stored info."""
-    isa = cpu.get("isa") or {}
-    flags = set(cpu.get("flags") or ())
-    arch = cpu.get("arch") or "unknown"
-    classes = _ARM_CLASSES if arch in ("aarch64", "arm64") else _X86_CLASSES
-    for name, feature in classes:
-        if isa.get(feature) or feature in flags:
-            return name
-    return arch
 
 
 def describe_machines(machines: list, counts: dict[int, tuple[int, int]], here: Any) -> list[dict[str, Any]]:

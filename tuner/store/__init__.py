@@ -7,6 +7,9 @@ a fleet. Optuna's RDBStorage shares the same database (``Store.url``); our table
 Importing this package is cheap: SQLAlchemy and Alembic load in ``Store.open``.
 """
 
+from tuner.store._claims import ClaimRecord
+from tuner.store._nightly import NIGHTLY_STATUSES, NightlyRunRecord, WinnerRecord
+from tuner.store._outage import connection_lost
 from tuner.store._records import (
     REPLAY_KINDS,
     REPLAY_ROLES,
@@ -19,7 +22,7 @@ from tuner.store._records import (
     StudyRecord,
     TrialRecord,
 )
-from tuner.store._nightly import NIGHTLY_STATUSES, NightlyRunRecord, WinnerRecord
+from tuner.store._similar import PeerRecord, rank_peers
 from tuner.store._store import DuplicateTrialError, Store
 from tuner.vocabulary import OBJECTIVES, TRIAL_STATUSES
 
@@ -30,15 +33,19 @@ __all__ = [
     "STUDY_STATUSES",
     "TRIAL_STATUSES",
     "BestRecord",
+    "ClaimRecord",
     "DuplicateTrialError",
     "NIGHTLY_STATUSES",
     "MachineRecord",
     "ModelRecord",
     "NightlyRunRecord",
     "NewTrial",
+    "PeerRecord",
     "ReplayRecord",
     "Store",
     "StudyRecord",
     "TrialRecord",
     "WinnerRecord",
+    "connection_lost",
+    "rank_peers",
 ]

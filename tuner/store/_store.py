@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner._version import __version__
 from tuner.errors import StoreError
+from tuner.store._claims import Claims
 from tuner.store._nightly import NightlyRuns
 from tuner.store._records import (
     REPLAY_KINDS,
@@ -36,6 +37,7 @@ from tuner.store._records import (
     StudyRecord,
     TrialRecord,
 )
+from tuner.store._similar import FleetQueries
 from tuner.vocabulary import OBJECTIVES, TRIAL_STATUSES
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ class DuplicateTrialError(StoreError):
     """This (study, trial number) is already recorded; rows are never written twice."""
 
 
-class Store(NightlyRuns):
+class Store(NightlyRuns, FleetQueries, Claims):
     """Open with ``Store.open(url)``; ``url`` is then reusable by Optuna's RDBStorage."""
 
     url: str
