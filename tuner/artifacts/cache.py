@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tuner.errors import DiskFullError, free_mb, is_disk_full
 from tuner.hardware.versions import Library
 from tuner.model import ModelRef
 from tuner.space.catalog import backend_file, declared_libraries
@@ -129,8 +130,13 @@ class ArtifactCache:
                 }
                 (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
                 os.rename(tmp, final)
-            except BaseException:
+            except BaseException as exc:
+                # Read before the partial build is removed: a disk that filled up has no
+                # space left now, and a library may have said only "serialization failed".
+                full = _full_disk(exc, self.root, model)
                 shutil.rmtree(tmp, ignore_errors=True)
+                if full is not None:
+                    raise full from exc
                 raise
         return final
 
@@ -152,3 +158,19 @@ class ArtifactCache:
         # builder that died (SIGKILL, OOM) before it could clean up.
         for stale in self.root.glob(f".tmp-{key}-*"):
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _full_disk(exc: BaseException, root: Path, model: ModelRef) -> DiskFullError | None:
+    """A conversion that failed because the cache's disk is full (ENOSPC or EDQUOT, or
+    less space left than the model's weights take, which an export needs at least),
+    as one error that names the folder and the space needed; None otherwise."""
+    if not isinstance(exc, Exception):
+        return None
+    weights = sum(p.stat().st_size for p in Path(model.path).glob("*")
+                  if p.is_file() and p.suffix in (".safetensors", ".bin", ".onnx", ".pt", ".xml"))
+    needed_mb = max(weights / 2**20, 1.0)
+    free = free_mb(root)
+    if not is_disk_full(exc) and (free is None or free >= needed_mb):
+        return None
+    return DiskFullError(root, needed_mb, hint="free some space, or set TUNER_CACHE_DIR to a folder on a larger disk")
+

@@ -6,16 +6,13 @@ import argparse
 import json
 import sys
 
-from tuner.cli.common import add_db_argument
+from tuner.cli.common import add_db_argument, add_winner_arguments
 from tuner.vocabulary import SINGLE_OBJECTIVES
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("best", help="print the stored winning configuration", description=__doc__)
-    p.add_argument("--model", required=True)
-    p.add_argument("--seq-len", type=int, default=None, help="which tuned length (required by env/shell when several)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--objective", default="p50", choices=SINGLE_OBJECTIVES)
+    add_winner_arguments(p, SINGLE_OBJECTIVES, seq_len_help="which tuned length (required by env/shell when several)")
     p.add_argument("--format", default="json", choices=["json", "env", "shell"],
                    help="json: everything; env: unset/export lines to eval; shell: a command prefix (one per instance)")
     add_db_argument(p)
@@ -52,7 +49,7 @@ def warn_if_stale(args: argparse.Namespace, found: list) -> None:
 
     if not found:
         return
-    store = Store.open(args.db)
+    store = Store.open(args.db, read_only=True)
     try:
         statuses = judge_winners(store, detect(), found[0].model_hash, [b.seq_len for b in found], args.batch,
                                  args.objective)

@@ -21,14 +21,14 @@ def add_parser(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="print as JSON")
     listing.set_defaults(func=run_list)
     create = actions.add_parser("create", help="build an environment (pip downloads; IPEX is about 4 GB)")
-    create.add_argument("name")
+    create.add_argument("name", help="the environment, as `tuner env list` names it (e.g. ipex)")
     create.add_argument("--force", action="store_true", help="rebuild even if it is ready")
     create.add_argument("--find-links", action="append", default=[], metavar="DIR",
                         help="also look for wheels in DIR (pip --find-links; repeatable), e.g. for a machine offline")
     create.add_argument("--quiet", action="store_true", help="hide pip's output unless it fails")
     create.set_defaults(func=run_create)
     remove = actions.add_parser("remove", help="delete an environment")
-    remove.add_argument("name")
+    remove.add_argument("name", help="the environment, as `tuner env list` names it")
     remove.set_defaults(func=run_remove)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 

@@ -7,17 +7,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tuner.cli.common import add_db_argument
+from tuner.cli.common import add_db_argument, add_winner_arguments
 from tuner.vocabulary import SINGLE_OBJECTIVES
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="write the winning artifact, config.json and run.sh", description=__doc__)
-    p.add_argument("--model", required=True)
-    p.add_argument("--seq-len", type=int, default=None, help="which tuned length (required when several)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--objective", default="p50", choices=SINGLE_OBJECTIVES)
-    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    add_winner_arguments(p, SINGLE_OBJECTIVES)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="the folder to write (written beside it first, then moved into place: a failure leaves it "
+                        "as it was)")
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     add_db_argument(p)
     p.set_defaults(func=run)

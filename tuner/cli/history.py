@@ -7,17 +7,17 @@ import argparse
 import dataclasses
 import json
 
-from tuner.cli.common import add_db_argument, format_accuracy, format_ms
+from tuner.cli.common import add_db_argument, format_accuracy, format_ms, positive_int
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("history", help="list the trials of a model's studies", description=__doc__)
     p.add_argument("--model", default=None, help="model id or folder (default: every model)")
-    p.add_argument("--seq-len", type=int, default=None)
+    p.add_argument("--seq-len", type=positive_int, default=None, metavar="S", help="only the studies of this length")
     p.add_argument("--all-machines", action="store_true", help="include studies of other machine fingerprints")
     p.add_argument("--pareto", action="store_true",
                    help="only the trials on each study's latency-throughput Pareto front")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="every study and trial as JSON")
     add_db_argument(p)
     p.set_defaults(func=run)
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     fingerprint = None if args.all_machines else detect().fingerprint
     model = model_key(args.model) if args.model else None
-    store = Store.open(args.db)
+    store = Store.open(args.db, read_only=True)  # works on a read-only image; creates nothing
     try:
         studies = [s for s in store.studies(fingerprint=fingerprint, model=model)
                    if args.seq_len is None or s.seq_len == args.seq_len]

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import argparse
 
-from tuner.cli.common import add_db_argument
+from tuner.cli.common import add_db_argument, add_winner_arguments, non_negative_int
 from tuner.vocabulary import SINGLE_OBJECTIVES
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("launch", help="run a command under the winning binding, allocator and environment",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
-    p.add_argument("--seq-len", type=int, default=None, help="which tuned length (required when several)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--objective", default="p50", choices=SINGLE_OBJECTIVES)
-    p.add_argument("--instance", type=int, default=None,
+    add_winner_arguments(p, SINGLE_OBJECTIVES)
+    p.add_argument("--instance", type=non_negative_int, default=None, metavar="I",
                    help="throughput winners: run only this instance (0-based) instead of all of them")
     p.add_argument("--verbose", "-v", action="store_true", help="print what is applied (to stderr) first")
     add_db_argument(p)

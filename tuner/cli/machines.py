@@ -17,7 +17,7 @@ __all__ = ["add_parser", "describe_machines", "isa_class", "run"]
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("machines", help="list the machines in the database (a fleet)", description=__doc__)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print as JSON")
     add_db_argument(p)
     p.set_defaults(func=run)
 

@@ -17,7 +17,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from tuner.cli.common import format_accuracy, format_ms
+from tuner.cli.common import format_accuracy, format_ms, int_between, positive_float, positive_int
 from tuner.errors import UserError
 from tuner.vocabulary import DEFAULT_OBJECTIVE, SINGLE_OBJECTIVES, Objective
 
@@ -31,15 +31,17 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("measure", help="run one configuration as one trial and show what it got",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="local folder, installed model package, or cached Hugging Face id")
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq-len", type=int_between(1, 8192), default=128, metavar="S",
+                   help="sequence length, 1-8192 (default 128)")
+    p.add_argument("--batch", type=positive_int, default=1, help="sentences per call, 1 or more (default 1)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a configuration key (repeat); e.g. backend=torch, threads=1, allocator=jemalloc")
     p.add_argument("--objective", default=None, choices=SINGLE_OBJECTIVES,
                    help="which space the keys come from (default: throughput when instances is set, else p50)")
-    p.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
-                   help="time for at least this long after warm-up (default 1.0)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds before the trial is killed (default 600)")
+    p.add_argument("--min-time", type=positive_float, default=1.0, metavar="SECONDS",
+                   help="time for at least this long after warm-up, above 0 (default 1.0)")
+    p.add_argument("--timeout", type=positive_float, default=600.0, metavar="SECONDS",
+                   help="seconds before the trial is killed, above 0 (default 600)")
     p.add_argument("--wait", action="store_true", help="wait for a tuning run on this machine instead of refusing")
     p.add_argument("--json", action="store_true", help="the whole result as JSON")
     p.set_defaults(func=run)

@@ -15,7 +15,15 @@ import argparse
 import json
 import sys
 
-from tuner.cli.common import add_db_argument
+from tuner.cli.common import (
+    add_db_argument,
+    duration,
+    int_at_least,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 DEFAULT_AT = "03:00"
 
@@ -23,22 +31,23 @@ DEFAULT_AT = "03:00"
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("nightly", help="re-tune stale or missing winners, verify fresh ones",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", default=None, help="wall-clock budget of the whole run, e.g. 1h (split across models)")
-    p.add_argument("--trials", type=int, default=None, help="measured trials per re-tune (default: as last tuned, else 30)")
+    p.add_argument("--budget", type=_duration, default=None, metavar="DURATION",
+                   help="wall-clock budget of the whole run, above 0, e.g. 1h (split across models)")
+    p.add_argument("--trials", type=positive_int, default=None, metavar="N", help="measured trials per re-tune (default: as last tuned, else 30)")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML: more models and workloads to keep tuned, and the run's defaults (docs/nightly.md)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, one reason per line; change nothing")
     p.add_argument("--json", action="store_true", help="the plan (--dry-run), the run or the last run as JSON")
     p.add_argument("--last", action="store_true", help="show the last nightly run of this machine")
-    p.add_argument("--rounds", type=int, default=None,
+    p.add_argument("--rounds", type=int_at_least(3), default=None, metavar="R",
                    help="verify: fresh processes per side (default: the config's, else 5; at least 3)")
-    p.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
+    p.add_argument("--min-time", type=positive_float, default=1.0, metavar="SECONDS",
                    help="time each trial and replay for at least this long (default 1.0)")
-    p.add_argument("--noise-wait", type=float, default=3.0, metavar="SECONDS",
+    p.add_argument("--noise-wait", type=non_negative_float, default=3.0, metavar="SECONDS",
                    help="before a run, wait up to this long for a busy machine to calm down (default 3)")
-    p.add_argument("--noise-retries", type=int, default=1, metavar="N",
+    p.add_argument("--noise-retries", type=non_negative_int, default=1, metavar="N",
                    help="re-run a trial or replay timed while other processes used its CPUs, up to N times (default 1)")
-    p.add_argument("--lock-timeout", default="30m", metavar="DURATION",
+    p.add_argument("--lock-timeout", type=_duration_text, default="30m", metavar="DURATION",
                    help="wait this long for another tuning run to release the machine, then exit 1 (default 30m)")
     scheduling = p.add_argument_group("scheduling")
     scheduling.add_argument("--install", choices=["systemd", "cron"], default=None,
@@ -50,6 +59,20 @@ def add_parser(subparsers) -> None:
                             help="print what --install would write, write nothing")
     add_db_argument(p)
     p.set_defaults(func=run)
+
+
+def _duration(text: str) -> str:
+    """A duration above 0, checked when the command line is parsed (kept as written:
+    run() reads it with the config file's rules)."""
+    duration(text)
+    return text
+
+
+def _duration_text(text: str) -> str:
+    """A duration of 0 or more, checked when parsed, kept as written."""
+    if text.strip() not in ("0", "0s", "0m", "0h"):
+        duration(text)
+    return text
 
 
 def run(args: argparse.Namespace) -> int:

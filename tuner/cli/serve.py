@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tuner.cli.common import add_db_argument
+from tuner.cli.common import add_db_argument, int_between
 from tuner.errors import UserError
 
 DEFAULT_PORT = 8765
@@ -22,7 +22,8 @@ def add_parser(subparsers: Any) -> None:
         default="127.0.0.1",
         help="address to bind (default 127.0.0.1; any non-loopback address needs --token-file)",
     )
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks a free one")
+    p.add_argument("--port", type=int_between(0, 65535), default=DEFAULT_PORT,
+                   help=f"TCP port, 0-65535 (default {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument(
         "--token-file",
         type=Path,

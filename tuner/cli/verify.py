@@ -13,7 +13,15 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from tuner.cli.common import add_db_argument, format_ms
+from tuner.cli.common import (
+    add_db_argument,
+    add_winner_arguments,
+    format_ms,
+    int_at_least,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+)
 from tuner.errors import UserError
 from tuner.vocabulary import (
     DEFAULT_FINALIST_ROUNDS,
@@ -35,19 +43,17 @@ EXIT_NO_LONGER_HOLDS = 3
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("verify", help="re-measure the stored winner against the stock default",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
-    p.add_argument("--seq-len", type=int, default=None, help="which tuned length (default: every stored one)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--objective", default=DEFAULT_OBJECTIVE.value, choices=SINGLE_OBJECTIVES)
-    p.add_argument("--rounds", type=int, default=DEFAULT_FINALIST_ROUNDS,
+    add_winner_arguments(p, SINGLE_OBJECTIVES, DEFAULT_OBJECTIVE.value,
+                         seq_len_help="which tuned length (default: every stored one)")
+    p.add_argument("--rounds", type=int_at_least(MIN_FINALIST_ROUNDS), default=DEFAULT_FINALIST_ROUNDS, metavar="R",
                    help=f"fresh processes for each of the two (default {DEFAULT_FINALIST_ROUNDS}, "
                         f"at least {MIN_FINALIST_ROUNDS})")
-    p.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
-                   help="time each run for at least this long, after warm-up (default 1.0)")
-    p.add_argument("--noise-retries", type=int, default=DEFAULT_NOISE_RETRIES, metavar="N",
+    p.add_argument("--min-time", type=positive_float, default=1.0, metavar="SECONDS",
+                   help="time each run for at least this long, after warm-up, above 0 (default 1.0)")
+    p.add_argument("--noise-retries", type=non_negative_int, default=DEFAULT_NOISE_RETRIES, metavar="N",
                    help=f"re-run a run timed while other processes used its CPUs, up to N times "
                         f"(default {DEFAULT_NOISE_RETRIES})")
-    p.add_argument("--noise-wait", type=float, default=DEFAULT_NOISE_WAIT_S, metavar="SECONDS",
+    p.add_argument("--noise-wait", type=non_negative_float, default=DEFAULT_NOISE_WAIT_S, metavar="SECONDS",
                    help=f"before a run, wait up to this long for a busy machine to calm down "
                         f"(default {DEFAULT_NOISE_WAIT_S:g}; 0: never)")
     p.add_argument("--wait", action="store_true", help="wait for a tuning run on this machine instead of refusing")

@@ -120,7 +120,7 @@ def best_configs(
         key, model_path = ref.content_hash, ref.path
     except ModelNotFoundError:  # stored winners are still found by the name as typed
         key, model_path = model, None
-    store = Store.open(db_url)
+    store = Store.open(db_url, read_only=True)
     try:
         rows = store.best(machine.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
     finally:

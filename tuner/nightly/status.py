@@ -302,14 +302,15 @@ class Assessor:
 
                 if self._optuna is None:
                     optuna.logging.set_verbosity(optuna.logging.WARNING)
-                    self._optuna = optuna.storages.RDBStorage(self.store.url)
+                    # Its schema checked; read-only when the store is (`tuner best` on an image).
+                    self._optuna = self.store.optuna_storage()
                 study_id = self._optuna.get_study_id_from_name(study_name)
                 for trial in self._optuna.get_all_trials(study_id, deepcopy=False):
                     distribution = trial.distributions.get("backend")
                     if distribution is not None:
                         self._backends[study_name] = [str(c) for c in distribution.choices]
                         break
-            except (KeyError, ImportError):
+            except (KeyError, ImportError, UserError):  # no such study, no Optuna, tables it cannot read
                 pass
         return self._backends[study_name]
 

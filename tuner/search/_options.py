@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import UserError
@@ -43,6 +44,7 @@ class TuneOptions:
     measure: S.MeasureSettings = field(default_factory=S.MeasureSettings)
     space: Space | None = None  # a Space to search instead of search_spaces/ (benchmarks restrict it)
     backends: list[str] | None = None  # only these backends of search_spaces/ (None: all)
+    space_files: list[Path] = field(default_factory=list)  # --space: TOML files read over search_spaces/
     seed_configs: list[dict[str, Any]] = field(default_factory=list)  # measured right after the warm start
     strategy: str = DEFAULT_STRATEGY
     max_memory_mb: float | None = None  # constraint: peak RSS of the worker
@@ -63,7 +65,29 @@ class TuneOptions:
     fork_servers: bool = True
 
     def validate(self) -> None:
-        """Raise UserError for choices no study can run with."""
+        """Raise UserError for choices no study can run with, before anything is opened
+        or created (the CLI checks the same ranges when it parses the command line)."""
+        ranges = [
+            ("batch", self.batch >= 1, "1 or more"),
+            ("trials", self.trials is None or self.trials >= 1, "1 or more"),
+            ("budget", self.budget_s is None or self.budget_s > 0, "above 0 seconds"),
+            ("trial timeout", self.trial_timeout_s > 0, "above 0 seconds"),
+            ("finalists", self.finalists >= 0, "0 (off) or more"),
+            ("prune margin", self.prune_margin > 0, "above 0"),
+            ("noise retries", self.noise_retries >= 0, "0 or more"),
+            ("noise wait", self.noise_wait_s >= 0, "0 or more seconds"),
+            ("skip-dominated ratio", self.skip_dominated == 0 or self.skip_dominated > 1, "0 (off) or above 1"),
+            ("max memory", self.max_memory_mb is None or self.max_memory_mb > 0, "above 0 MB"),
+        ]
+        ranges += [(f"guard {name}", 0.0 <= value <= 1.0, "between 0 and 1")
+                   for name, value in (("min cosine", self.guard.min_cosine_mean),
+                                       ("min cosine min", self.guard.min_cosine_min),
+                                       ("min label agreement", self.guard.min_label_agreement))]
+        for name, ok, allowed in ranges:
+            if not ok:
+                raise UserError(f"the {name} must be {allowed}")
+        if not self.seq_lens or any(not 1 <= s <= 8192 for s in self.seq_lens):
+            raise UserError(f"sequence lengths must be between 1 and 8192, not {self.seq_lens}")
         if self.objective not in OBJECTIVES:
             raise UserError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
         if self.strategy not in STRATEGIES:

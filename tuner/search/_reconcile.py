@@ -2,8 +2,14 @@
 
 A tuner killed at any point leaves Optuna trials RUNNING; the next run reconciles
 them: a RUNNING trial with a row is told from the row, one without a row was cut
-short, is recorded ``interrupted`` and its parameters are queued again. Trial numbers
-are Optuna's, so each appears once.
+short and is recorded ``interrupted``. Trial numbers are Optuna's, so each appears once.
+
+An interrupted configuration is measured when the study resumes, before anything
+else (Optuna's queue holds the warm start, which would otherwise come first and, with
+a small --trials, leave it out): ``reruns`` reads from the rows which interrupted
+configurations were not measured since, and ``ask_for`` gives each its own trial ahead
+of the queue. Reading it from the rows, not from a queue entry, makes it exactly once
+whatever point the tuner was killed at.
 """
 
 from __future__ import annotations
@@ -23,9 +29,30 @@ from tuner.vocabulary import Objective, config_key
 if TYPE_CHECKING:
     import optuna
 
+    from tuner.space import Space
+
+
+# The reason an interrupted trial is stored with.
+INTERRUPTED_REASON = "the tuner stopped during this trial; its configuration runs first when the study resumes"
+
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def config_from_params(space: Space, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The configuration ``space.sample`` makes of Optuna ``params`` (None: they do not
+    describe one of its configurations)."""
+    backend = params.get("backend")
+    if backend not in space.backends:
+        return None
+    config: dict[str, Any] = {"backend": backend}
+    for dim in space.dimensions(backend):
+        if dim.active(config):
+            if dim.param not in params:
+                return None
+            config[dim.name] = params[dim.param]
+    return config
 
 
 class Recorder:
@@ -79,8 +106,9 @@ class Recorder:
         trial.report(median_ms, 0)
         study.tell(trial, state=TrialState.PRUNED)
 
-    def reconcile(self, study: optuna.Study, study_id: int) -> None:
-        """Settle Optuna trials left RUNNING by a tuner that died."""
+    def reconcile(self, study: optuna.Study, study_id: int, space: Space | None = None) -> None:
+        """Settle Optuna trials left RUNNING by a tuner that died. (``space`` reads the
+        configuration of a trial killed before it was sampled from its fixed params.)"""
         import optuna
         from optuna.trial import TrialState
 
@@ -94,13 +122,50 @@ class Recorder:
                                 and config_key(r.config) == config_key(row.config)), row)
                 self.tell(study, trial, row)
                 continue
+            config = frozen.user_attrs.get("config") or (
+                config_from_params(space, frozen.system_attrs.get("fixed_params") or frozen.params)
+                if space is not None else None) or {}
             self.store.record_trial(NewTrial(
-                study_id, frozen.number, frozen.user_attrs.get("config", {}), S.INTERRUPTED,
-                reason="the tuner stopped during this trial; its configuration was queued again",
+                study_id, frozen.number, config, S.INTERRUPTED, reason=INTERRUPTED_REASON,
                 started_at=frozen.datetime_start, finished_at=now(),
             ))
             study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(frozen.params, skip_if_exists=False)
+
+    def reruns(self, study_id: int) -> list[dict[str, Any]]:
+        """The configurations of interrupted trials not measured since, oldest first,
+        each once: the study runs them before anything else."""
+        rows = self.store.trials(study_id)
+        counted = {config_key(r.config) for r in rows if r.status not in NOT_COUNTED}
+        found: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            key = config_key(row.config) if row.config else ""
+            if row.status == S.INTERRUPTED and key and key not in counted:
+                found.setdefault(key, row.config)
+        return list(found.values())
+
+    def ask_for(self, study: optuna.Study, params: dict[str, Any]) -> optuna.Trial:
+        """A new RUNNING trial with ``params`` fixed, ahead of Optuna's queue of
+        waiting trials (``study.ask`` would pop the oldest waiting one first): what
+        ``study.ask`` does for a new trial, with the enqueued trial's fixed params. It
+        goes through the study's own storage (Optuna wraps the RDBStorage in a cache
+        that must see every trial)."""
+        import optuna
+        from optuna.trial import TrialState, create_trial
+
+        template = create_trial(state=TrialState.RUNNING, system_attrs={"fixed_params": params})
+        trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+        return optuna.trial.Trial(study, trial_id)
+
+    def record_interrupted(self, study: optuna.Study, trial: optuna.Trial, study_id: int, config: dict[str, Any],
+                           started: datetime, why: str) -> None:
+        """A trial the study itself stops in (a full disk): stored ``interrupted``, so
+        its configuration runs first when the study resumes, and told as failed."""
+        from optuna.trial import TrialState
+
+        self.store.record_trial(NewTrial(study_id, trial.number, config, S.INTERRUPTED,
+                                         reason=f"{why}; {INTERRUPTED_REASON.split('; ', 1)[1]}",
+                                         started_at=started, finished_at=now()))
+        study.tell(trial, state=TrialState.FAIL)
 
     def tell(self, study: optuna.Study, trial: optuna.Trial, row: TrialRecord) -> None:
         """Tell Optuna a stored result. The accuracy guard and the memory limit are

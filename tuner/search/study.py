@@ -19,12 +19,15 @@ This module is the façade; each concern has its private module: judging a run
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from tuner.errors import DiskFullError, UserError
 from tuner.search import objective as objectives
 from tuner.search._enqueue import EXPLORE_AFTER, SearchPolicy
 from tuner.search._judge import MEASURED, NOT_COUNTED, Judge, Verdict
@@ -36,6 +39,7 @@ from tuner.search._replay import Replay
 from tuner.search.objective import space_objective
 from tuner.search.quiet import QuietRunner, governor_warning
 from tuner.trial import spec as S
+from tuner.trial.accuracy import Guard
 from tuner.vocabulary import Objective, Strategy, config_key
 
 __all__ = [
@@ -58,16 +62,18 @@ class Tuner:
         ``warn`` receives warnings about the machine (default: stderr)."""
         from tuner.hardware import detect
         from tuner.model import DEFAULT_EVAL_TEXTS, resolve_model
-        from tuner.space import load_space
+        from tuner.space.loader import load_space_with
         from tuner.store import Store
 
         options.validate()
         self.options = options
+        self._notes_to = warn  # where the study's notes go (default: stderr)
+        self._optuna: Any = None  # Optuna's storage on the store's database, once its schema is checked
         self.progress = Progress(progress, options.trials, options.objective, warn)
         self.model = resolve_model(options.model)
         self.machine = detect()
-        self.space = options.space or load_space(self.machine, backends=options.backends,
-                                                 objective=space_objective(options.objective))
+        self.space = options.space or load_space_with(self.machine, options.space_files, backends=options.backends,
+                                                      objective=space_objective(options.objective))
         self.store = Store.open(options.db_url)
         self.eval_texts = options.eval_texts or list(DEFAULT_EVAL_TEXTS)
         self.machine_id = self.store.upsert_machine(
@@ -103,6 +109,7 @@ class Tuner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         opts = self.options
         workload = S.Workload(seq_len=seq_len, batch=opts.batch)
+        storage = self.optuna_storage or self._optuna_tables()  # its schema checked before anything is written
         name = self.study_name(workload)
         record = self.store.get_or_create_study(
             self.machine_id, self.model_pk, seq_len, opts.batch, opts.objective,
@@ -111,25 +118,29 @@ class Tuner:
              "default": self.space.default_config(), "max_memory_mb": opts.max_memory_mb,
              "model_revision": self.model.revision},  # the commit of a hub model (None otherwise)
         )
+        self._announce(record)
         structured = opts.strategy == Strategy.STRUCTURED
         first = warm_start(self.space) if structured else [self.space.default_config()]
         first += [c for c in opts.seed_configs if c not in first]
         pruner = (BestSoFarPruner(opts.prune_margin) if opts.prune and opts.objective != Objective.PARETO
                   else optuna.pruners.NopPruner())  # Optuna prunes single-objective studies only
         study = optuna.create_study(
-            storage=self.optuna_storage or optuna.storages.RDBStorage(self.store.url),
+            storage=storage,
             study_name=name,
             directions=objectives.directions(opts.objective),
             sampler=make_sampler(opts.strategy, opts.seed, opts.trials, len(first)),
             pruner=pruner,
             load_if_exists=True,
         )
-        self.recorder.reconcile(study, record.id)
-        if not study.trials:
-            # The stock default first (every speedup is over it), then the warm start.
-            for config in first:
+        self.recorder.reconcile(study, record.id, self.space)
+        reruns = self.recorder.reruns(record.id)  # interrupted configurations: each once, before anything else
+        queued = study.get_trials(deepcopy=False)
+        if len(queued) < len(first) and all(t.state == optuna.trial.TrialState.WAITING for t in queued):
+            # The stock default first (every speedup is over it), then the warm start (the
+            # rest of it, when a run was stopped while it queued them).
+            for config in first[len(queued):]:
                 study.enqueue_trial(self.space.params_for(config))
-        reference = self.runner.reference(workload)
+        reference = self._reference(workload)
         space_size = self.space.size()
         if opts.noise_check:
             warning = governor_warning(self.machine.available_cpus)
@@ -156,9 +167,10 @@ class Tuner:
                 if consecutive_duplicates >= MAX_CONSECUTIVE_DUPLICATES:
                     stop_reason = "the sampler only proposes measured configurations"
                     break
-                if structured and counted >= len(first):
+                rerun = reruns.pop(0) if reruns else None
+                if rerun is None and structured and counted >= len(first):
                     self.policy.enqueue_local(study, measured)
-                trial = study.ask()
+                trial = self._ask(study, rerun)
                 config = self.space.sample(trial)
                 trial.set_user_attr("config", config)
                 earlier = measured.get(config_key(config))
@@ -177,6 +189,10 @@ class Tuner:
                 started = now()
                 result, plan = self.quiet.run(workload, config, reference, f"trial {trial.number}",
                                               replace(opts.measure, prune_above_ms=threshold))
+                full = self._disk_full(result)
+                if full is not None:  # not the configuration's fault: it runs first once there is space
+                    self.recorder.record_interrupted(study, trial, record.id, config, started, full)
+                    raise DiskFullError.from_line(full)
                 row = self.recorder.record_measured(study, trial, record.id, config, result, plan, started)
                 measured[config_key(config)] = row
                 counted += 1
@@ -195,7 +211,94 @@ class Tuner:
             "tuner", self.machine.fingerprint, self.model.content_hash[:16],
             f"seq{workload.seq_len}", f"batch{workload.batch}", self.options.objective,
             self.space.content_hash()[:12], hashlib.sha256("\n".join(self.eval_texts).encode()).hexdigest()[:8],
+            *self._verdict_key(),
         ])
+
+    def _verdict_key(self) -> list[str]:
+        """What else decides a trial's verdict, in the study's name: the accuracy guard
+        and the memory limit (nothing when they are the defaults, so a study's name is
+        what it was before they were part of it)."""
+        guard, limit = self.options.guard, self.options.max_memory_mb
+        if guard == Guard() and limit is None:
+            return []
+        judged = json.dumps({"guard": vars(guard), "max_memory_mb": limit}, sort_keys=True)
+        return ["judged-" + hashlib.sha256(judged.encode()).hexdigest()[:8]]
+
+    def _optuna_tables(self) -> Any:
+        if self._optuna is None:
+            self._optuna = self.store.optuna_storage()  # StoreError (one line) for a schema it cannot use
+        return self._optuna
+
+    def _ask(self, study: Any, rerun: dict[str, Any] | None) -> Any:
+        """The next trial: an interrupted configuration ahead of everything, else Optuna's."""
+        if rerun is not None:
+            try:
+                params = self.space.params_for(rerun)
+            except (UserError, ValueError, KeyError):  # no longer a configuration of this space
+                params = None
+            if params is not None:
+                return self.recorder.ask_for(study, params)
+        return study.ask()
+
+    def _reference(self, workload: S.Workload) -> str:
+        """The fp32 reference's outputs; a full disk said as one."""
+        try:
+            return str(self.runner.reference(workload))
+        except UserError as exc:
+            full = DiskFullError.in_reason(str(exc).split(" failed: ", 1)[-1], self._cache_dir())
+            if full is not None:
+                raise DiskFullError.from_line(full) from None
+            raise
+
+    def _disk_full(self, result: S.TrialResult) -> str | None:
+        """The line that says the disk is full, when the worker failed for that."""
+        if result.status not in (S.ERROR, S.CRASHED):
+            return None
+        return DiskFullError.in_reason(result.reason, self._cache_dir())
+
+    def _cache_dir(self) -> str:
+        from tuner import paths
+
+        return str(getattr(self.runner, "cache_dir", None) or paths.cache_dir())
+
+    def _announce(self, record: Any) -> None:
+        """Say whether the study resumes a stored one, or starts anew beside others of the
+        same workload (and what differs from the latest of them)."""
+        seq = f"seq {record.seq_len}"
+        if record.n_trials:
+            self._note(f"{seq}: resuming study {record.id} ({record.n_trials} trial{'s' if record.n_trials != 1 else ''} "
+                       "stored; --trials and "
+                       "--budget count them; `tuner auto --help` says which options start a new study)")
+            return
+        others = [s for s in self.store.studies(fingerprint=self.machine.fingerprint, model=self.model.content_hash)
+                  if s.id != record.id and s.seq_len == record.seq_len and s.batch == record.batch]
+        if not others:
+            return
+        latest = others[-1]
+        differs = []
+        if latest.objective != record.objective:
+            differs.append(f"objective {record.objective} (was {latest.objective})")
+        if latest.space_hash != record.space_hash:
+            differs.append("the search space (--backends, --space or the space files)")
+        for key, label in (("guard", "the accuracy guard"), ("max_memory_mb", "--max-memory")):
+            if (latest.settings or {}).get(key) != (record.settings or {}).get(key):
+                differs.append(f"{label} {self._setting(record.settings.get(key))} "
+                               f"(was {self._setting((latest.settings or {}).get(key))})")
+        why = "; ".join(differs) or "the guard sentences or the model's files"
+        self._note(f"{seq}: a new study {record.id}, as {why} differ from study {latest.id}, which stays in "
+                   "`tuner history`")
+
+    @staticmethod
+    def _setting(value: Any) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
+        return "none" if value is None else str(value)
+
+    def _note(self, message: str) -> None:
+        if self._notes_to is not None:
+            self._notes_to(message)
+        else:
+            print(f"tuner: {message}", file=sys.stderr)
 
     def run(self, on_outcome: Callable[[StudyOutcome], None] | None = None) -> list[StudyOutcome]:
         """Tune every sequence length of the options in turn (the time budget split evenly)."""

@@ -168,6 +168,70 @@ def make_engine(url: URL) -> Engine:
     return engine
 
 
+def make_read_only_engine(url: URL) -> Engine:
+    """An engine that cannot write: what `tuner best`, `launch`, `history`, `export` and
+    ``load_best`` read through, so a deployment's read-only image serves them.
+
+    SQLite opens the file with ``mode=ro`` (SQLite itself refuses every write and never
+    creates the file); where the file's folder cannot be written (a read-only file
+    system, an image's folder owned by another user), a WAL database cannot make its
+    shared-memory file, so it is opened ``immutable=1`` instead: nothing can change it
+    there. PostgreSQL: every transaction starts READ ONLY.
+    """
+    from sqlalchemy.pool import QueuePool
+
+    file = sqlite_file(url)
+    if file is None:
+        if url.get_backend_name() == "sqlite":
+            raise ValueError("an in-memory database cannot be opened read-only")
+        make_engine(url).dispose()  # a missing driver, said as make_engine says it
+        return create_engine(url, pool_pre_ping=True,
+                             connect_args={"options": "-c default_transaction_read_only=on"})
+
+    return create_engine("sqlite://", creator=read_only_connector(file), poolclass=QueuePool, pool_size=2,
+                         max_overflow=4)
+
+
+def read_only_connector(file: Path) -> Any:
+    """A function that opens a read-only sqlite3 connection to ``file`` (an engine's
+    ``creator``; Optuna's read-only storage uses it too)."""
+
+    def connect() -> Any:
+        import sqlite3
+
+        connection = sqlite3.connect(read_only_uri(file), uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            connection.close()
+            if folder_writable(file):
+                raise
+            connection = sqlite3.connect(read_only_uri(file, immutable=True), uri=True, check_same_thread=False)
+        return connection
+
+    return connect
+
+
+def read_only_uri(file: Path, immutable: bool = False) -> str:
+    """SQLite's URI filename that opens ``file`` read-only (``immutable``: and never
+    looks for a journal or shared memory beside it)."""
+    from urllib.parse import quote
+
+    return f"file:{quote(str(file))}?mode=ro{'&immutable=1' if immutable else ''}"
+
+
+def folder_writable(file: Path) -> bool:
+    """Whether the file and its folder can be written here (a WAL database needs both)."""
+    import os
+
+    folder = file.parent
+    try:
+        read_only_fs = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only_fs = False
+    return not read_only_fs and os.access(folder, os.W_OK) and (not file.exists() or os.access(file, os.W_OK))
+
+
 def _sqlite_hooks(engine: Engine, in_memory: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -59,7 +59,7 @@ def migrate(engine: Engine, url: URL) -> None:
         revisions = current_revisions(connection)
     if revisions == (SCHEMA_HEAD,):
         return  # the usual case: no Alembic import, no write lock
-    _check_known(revisions, url)
+    check_known(revisions, url)
     from alembic import command
 
     # The write lock is taken before Alembic reads the revision, so two processes
@@ -74,7 +74,8 @@ def migrate(engine: Engine, url: URL) -> None:
             command.upgrade(alembic_config(connection), "head")
 
 
-def _check_known(revisions: tuple[str, ...], url: URL) -> None:
+def check_known(revisions: tuple[str, ...], url: URL) -> None:
+    """Refuse a database stamped with a revision this tuner does not know (a newer tuner's)."""
     script = script_directory()
     known = {r.revision for r in script.walk_revisions()}
     for revision in revisions:

@@ -70,18 +70,25 @@ class Store(NightlyRuns, FleetQueries, Claims):
         # Writes begin with the write lock held (SQLite BEGIN IMMEDIATE; ignored elsewhere).
         self._writer = sessionmaker(bind=engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
         self._closed = False
+        self.read_only = False  # opened by Store.open(..., read_only=True): every write is refused
 
     @classmethod
-    def open(cls, url: str | None = None) -> "Store":
+    def open(cls, url: str | None = None, *, read_only: bool = False) -> "Store":
         """Open (creating if needed) the database at ``url`` and upgrade its schema.
 
         ``None`` is ``tuner.paths.default_db_url()``; a bare path means a SQLite file.
+        ``read_only``: open an existing database without writing anything (no folder,
+        file or migration; a database that does not exist reads as an empty one), for the
+        commands that only read: they then work on a read-only file system.
         """
         from sqlalchemy.exc import SQLAlchemyError
 
         from tuner.store import _engine, _migrate
 
         parsed = _engine.resolve_url(url)
+        in_memory = parsed.get_backend_name() == "sqlite" and _engine.sqlite_file(parsed) is None
+        if read_only and not in_memory:  # an in-memory database (tests) has nothing to protect
+            return cls._open_read_only(parsed, url)
         _engine.prepare_sqlite_folder(parsed)
         engine = _engine.make_engine(parsed)
         try:
@@ -95,6 +102,54 @@ class Store(NightlyRuns, FleetQueries, Claims):
             engine.dispose()
             raise
         return cls(engine, parsed)
+
+    @classmethod
+    def _open_read_only(cls, parsed: "URL", url: str | None) -> "Store":
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tuner.store import _engine, _migrate
+        from tuner.store._schema import SCHEMA_HEAD
+
+        file = _engine.sqlite_file(parsed)
+        where = _engine.describe(parsed)
+        if file is not None and not file.is_file():
+            empty = cls.open(":memory:")  # nothing stored yet: read as empty, and create nothing
+            empty.read_only = True
+            return empty
+        engine = _engine.make_read_only_engine(parsed)
+        try:
+            with engine.connect() as connection:
+                revisions = _migrate.current_revisions(connection)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            if _engine.is_environment_error(exc):
+                raise _engine.store_error(exc, parsed) from exc
+            raise
+        except BaseException:
+            engine.dispose()
+            raise
+        if revisions != (SCHEMA_HEAD,):
+            engine.dispose()
+            if not revisions:
+                raise StoreError(f"{where} has no tuner tables; run `tuner auto` first, or pass --db with the "
+                                 "tuner's database")
+            _migrate.check_known(revisions, parsed)  # written by a newer tuner: refused
+            if file is None or _engine.folder_writable(file):
+                return cls.open(url)  # an older schema, upgraded where it can be written
+            raise StoreError(
+                f"the database {where} has schema revision {', '.join(revisions)}, older than this tuner's "
+                f"{SCHEMA_HEAD}, and cannot be upgraded here (read-only); upgrade it once where it can be written "
+                f"(e.g. `tuner history --db {where}`), or use the tuner that wrote it")
+        store = cls(engine, parsed)
+        store.read_only = True
+        return store
+
+    def optuna_storage(self) -> Any:
+        """Optuna's RDBStorage on this database, its schema checked first
+        (tuner.store._optuna); read-only when this store is."""
+        from tuner.store._optuna import optuna_storage
+
+        return optuna_storage(self._url, read_only=self.read_only)
 
     def close(self) -> None:
         if not self._closed:

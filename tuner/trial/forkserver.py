@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuner.trial import lifeline
+
 # Servers kept alive at once (each holds torch and transformers, ~0.5 GB here).
 MAX_SERVERS = 2
 # A server whose imports take longer than this is given up (its trials start cold).
@@ -101,12 +103,13 @@ def _preload_model_class(path: str) -> None:
                 getattr(transformers, name)
 
 
-def _child(request: dict[str, Any], result_fd: int, output_fd: int, sock: socket.socket) -> None:
+def _child(request: dict[str, Any], result_fd: int, output_fd: int, sock: socket.socket, server: int) -> None:
     """In the forked child: become a worker process of its own and run the worker."""
     import io
 
     sock.close()
     os.setsid()  # its own process group, killed as one (as a cold worker's)
+    lifeline.die_with_parent(server)  # and killed with its server, which dies with the tuner
     os.dup2(output_fd, 1)
     os.dup2(output_fd, 2)
     os.close(output_fd)
@@ -140,9 +143,10 @@ def serve(sock: socket.socket, modules: list[str]) -> int:
         if request is None:
             return 0
         result_fd, output_fd = fds
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _child(request, result_fd, output_fd, sock)
+            _child(request, result_fd, output_fd, sock, server)
         os.close(result_fd)
         os.close(output_fd)
         _send(sock, {"pid": pid})
@@ -271,7 +275,8 @@ def _start_server(key: tuple, python: str, prefix: list[str], env: dict[str, str
         proc = subprocess.Popen(
             [*prefix, python, "-m", "tuner.trial.forkserver", str(theirs.fileno()), *modules],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(theirs.fileno(),), start_new_session=True, env=env,
+            pass_fds=(theirs.fileno(), *lifeline.inherited_fds()), start_new_session=True, env=env,
+            preexec_fn=lifeline.preexec(),  # killed with the tuner (tuner.trial.lifeline)
         )
     except OSError:
         ours.close()

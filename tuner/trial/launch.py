@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tuner.trial import lifeline
 from tuner.trial.plan import RuntimePlan  # noqa: F401  (re-exported: callers import it from here)
 from tuner.trial.spec import CRASHED, TIMEOUT, TrialResult, TrialSpec
 
@@ -133,7 +134,7 @@ def _missing_prefix(plans: list[RuntimePlan]) -> str | None:
 def _start(spec: TrialSpec, plan: RuntimePlan, python: str, go_read: int | None) -> _Running:
     read_fd, write_fd = os.pipe()
     ready_read, ready_write = os.pipe() if go_read is not None else (None, None)
-    pass_fds = tuple(fd for fd in (write_fd, ready_write, go_read) if fd is not None)
+    pass_fds = tuple(fd for fd in (write_fd, ready_write, go_read) if fd is not None) + lifeline.inherited_fds()
     argv = [*plan.prefix, *worker_argv(python, write_fd, ready_write, go_read)]
     # The spec goes in through a file as stdin, so a large spec can never block us.
     with tempfile.TemporaryFile() as spec_file:
@@ -147,6 +148,7 @@ def _start(spec: TrialSpec, plan: RuntimePlan, python: str, go_read: int | None)
                 stderr=subprocess.STDOUT,
                 pass_fds=pass_fds,
                 start_new_session=True,  # its own process group, killed as one
+                preexec_fn=lifeline.preexec(),  # killed with the tuner too (tuner.trial.lifeline)
                 env=plan.environment(os.environ),
             )
         except BaseException:
