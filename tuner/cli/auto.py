@@ -114,6 +114,19 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="sampler seed, for a reproducible search order")
     p.add_argument("--wait", action="store_true", help="wait for another tuning run on this machine instead of refusing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--join", action="store_true",
+                   help="share the study with machines of the same fingerprint running the same command on the same "
+                        "--db (a PostgreSQL server): each trial runs on one of them, --trials counts them all, the "
+                        "finalists run once (docs/fleet.md)")
+    p.add_argument("--join-grace", type=int_at_least(2), default=180, metavar="SECONDS",
+                   help="with --join: a trial whose machine stopped beating its heartbeat this long is run again "
+                        "by another, at least 2 (default 180)")
+    p.add_argument("--db-retry", type=non_negative_float, default=120.0, metavar="SECONDS",
+                   help="how long a trial's result waits for a database server that went away before the study "
+                        "stops, keeping it for the next run (default 120; docs/fleet.md)")
+    p.add_argument("--no-similar", action="store_true",
+                   help="do not start a new study from the results of the most similar machines in the database "
+                        "(docs/fleet.md)")
     add_db_argument(p)
     p.set_defaults(func=run)
 
@@ -175,6 +188,10 @@ def build_options(args: argparse.Namespace) -> TuneOptions:
         noise_retries=args.noise_retries,
         noise_wait_s=args.noise_wait,
         fork_servers=not args.cold_start,
+        similar_start=not args.no_similar,
+        join=args.join,
+        join_grace_s=args.join_grace,
+        db_retry_s=args.db_retry,
     )
 
 

@@ -15,6 +15,9 @@ def add_parser(subparsers) -> None:
     add_winner_arguments(p, SINGLE_OBJECTIVES, seq_len_help="which tuned length (required by env/shell when several)")
     p.add_argument("--format", default="json", choices=["json", "env", "shell"],
                    help="json: everything; env: unset/export lines to eval; shell: a command prefix (one per instance)")
+    p.add_argument("--from-similar", action="store_true",
+                   help="where this machine has no winner, the most similar machine's, marked as not measured here "
+                        "(docs/fleet.md)")
     add_db_argument(p)
     p.set_defaults(func=run)
 
@@ -23,16 +26,20 @@ def run(args: argparse.Namespace) -> int:
     from tuner.deploy.lookup import best_config, best_configs
 
     if args.format == "json":
-        found = best_configs(args.model, args.seq_len, args.batch, args.objective, args.db)
+        found = best_configs(args.model, args.seq_len, args.batch, args.objective, args.db, args.from_similar)
         if not found:  # same message as the single lookup
             best_config(args.model, args.seq_len, args.batch, args.objective, args.db)
-        warn_if_stale(args, found)
+        warn_not_measured_here(found)
+        warn_if_stale(args, [b for b in found if b.measured_here])
         print(json.dumps([b.to_dict() for b in found], indent=2, sort_keys=True))
         return 0
-    best = best_config(args.model, args.seq_len, args.batch, args.objective, args.db)
-    warn_if_stale(args, [best])
+    best = best_config(args.model, args.seq_len, args.batch, args.objective, args.db, args.from_similar)
+    warn_not_measured_here([best])
+    if best.measured_here:
+        warn_if_stale(args, [best])
     # On stderr: what `eval` or `$(...)` reads stays exactly the lines or the prefix.
-    print(f"# seq {best.seq_len}: speedup {best.describe_speedup()} over the stock default", file=sys.stderr)
+    where = "" if best.measured_here else f" on {best.measured_on['hostname']}" if best.measured_on else ""
+    print(f"# seq {best.seq_len}: speedup {best.describe_speedup()} over the stock default{where}", file=sys.stderr)
     if args.format == "env":
         print("\n".join(best.env_lines()))
     else:
@@ -41,14 +48,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def warn_not_measured_here(found: list) -> None:
+    """On stderr: a winner of another machine (``--from-similar``) says so, once."""
+    other = next((b for b in found if not b.measured_here and b.measured_on), None)
+    if other is not None:
+        on = other.measured_on
+        print(f"warning: not measured here: the winner of {on['hostname']} ({on['fingerprint']}, {on['similarity']}); "
+              f"`tuner auto --model {other.model}` tunes this machine", file=sys.stderr)
+
+
 def warn_if_stale(args: argparse.Namespace, found: list) -> None:
     """On stderr: a winner returned that is stale or drifted here, and why (docs/nightly.md)."""
+    if not found:
+        return
     from tuner.hardware import detect
     from tuner.nightly import judge_winners
     from tuner.store import Store
 
-    if not found:
-        return
     store = Store.open(args.db, read_only=True)
     try:
         statuses = judge_winners(store, detect(), found[0].model_hash, [b.seq_len for b in found], args.batch,

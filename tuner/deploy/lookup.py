@@ -41,6 +41,13 @@ class BestConfig:
     # The interpreter the winner's backend needs when it lives in its own environment
     # (ipex, onnxruntime_openvino: tuner.envs); None: any interpreter of this tuner.
     python: str | None = None
+    # Where the winner was measured when it is not this machine's (`tuner best
+    # --from-similar`): hostname, fingerprint and how alike; None: measured here.
+    measured_on: dict[str, str] | None = None
+
+    @property
+    def measured_here(self) -> bool:
+        return self.measured_on is None
 
     def describe_speedup(self) -> str:
         """"2.31x (95% CI 2.20-2.43)", or what is known."""
@@ -56,6 +63,7 @@ class BestConfig:
             "config": self.config, "metrics": self.metrics, "speedup": self.speedup,
             "speedup_ci95": list(self.speedup_ci) if self.speedup_ci else None, "significant": self.significant,
             "default_median_ms": self.default_median_ms,
+            "measured_here": self.measured_here, "measured_on": self.measured_on,
             "launch": {
                 "prefix": self.prefix, "env": self.env, "unset": self.unset, "notes": self.notes, "python": self.python,
                 "instances": [{"prefix": p, "env": e} for p, e in self.instances],
@@ -105,13 +113,16 @@ def deploy_env(config: dict[str, Any], plan_env: dict[str, str], model_hash: str
 
 def best_configs(
     model: str, seq_len: int | None = None, batch: int = 1, objective: str = "p50", db_url: str | None = None,
+    from_similar: bool = False,
 ) -> list[BestConfig]:
-    """Every stored winner for ``model`` on this machine (one per workload)."""
+    """Every stored winner for ``model`` on this machine (one per workload); where it
+    has none and ``from_similar``, those of the most similar machine that has one,
+    marked as not measured here (``measured_on``)."""
     from tuner.envs import worker_python
     from tuner.hardware import detect
+    from tuner.hardware.libraries import MissingLibraryError
     from tuner.model import resolve_model
     from tuner.store import Store
-    from tuner.hardware.libraries import MissingLibraryError
     from tuner.trial.plan import plan_instances
 
     machine = detect()
@@ -121,8 +132,15 @@ def best_configs(
     except ModelNotFoundError:  # stored winners are still found by the name as typed
         key, model_path = model, None
     store = Store.open(db_url, read_only=True)
+    measured_on: dict[str, str] | None = None
     try:
         rows = store.best(machine.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
+        if not rows and from_similar:
+            peer = closest_winner(store, machine, key, seq_len, batch, objective)
+            if peer is not None:
+                rows = store.best(peer.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
+                measured_on = {"hostname": peer.hostname, "fingerprint": peer.fingerprint,
+                               "similarity": peer.similarity.describe()}
     finally:
         store.close()
     found = []
@@ -153,23 +171,51 @@ def best_configs(
             instances=per_instance if len(plans) > 1 else [],
             speedup_ci=(row.speedup_low, row.speedup_high) if row.speedup_low is not None
             and row.speedup_high is not None else None,
-            significant=row.significant, python=python,
+            significant=row.significant, python=python, measured_on=measured_on,
         ))
     return sorted(found, key=lambda b: b.seq_len)
 
 
 def best_config(
     model: str, seq_len: int | None = None, batch: int = 1, objective: str = "p50", db_url: str | None = None,
+    from_similar: bool = False,
 ) -> BestConfig:
     """The one stored winner; raises UserError when there is none or the choice is ambiguous."""
-    found = best_configs(model, seq_len, batch, objective, db_url)
+    found = best_configs(model, seq_len, batch, objective, db_url, from_similar)
     if not found:
-        where = f" at seq {seq_len}" if seq_len else ""
-        raise UserError(
-            f"no tuned configuration for {model}{where} (batch {batch}, {objective}) on this machine; "
-            f"run `tuner auto --model {model}`{' --objective ' + objective if objective != 'p50' else ''} first"
-        )
+        raise UserError(no_winner_message(model, seq_len, batch, objective, db_url))
     if len(found) > 1:
         lengths = ", ".join(str(b.seq_len) for b in found)
         raise UserError(f"{model} was tuned at several sequence lengths ({lengths}); pass --seq-len")
     return found[0]
+
+
+def closest_winner(store: Any, machine: Any, model_key: str, seq_len: int | None, batch: int,
+                   objective: str) -> Any | None:
+    """The machine most like this one (tuner.hardware.similarity) with a winner for the
+    model at this workload (a ``PeerRecord``), or None."""
+    from tuner.store import rank_peers
+
+    peers = store.peers(model_key, seq_len, batch, objective, winners_only=True,
+                        exclude_fingerprint=machine.fingerprint)
+    ranked = rank_peers(peers, machine.hardware_fingerprint, machine.to_dict())
+    return ranked[0] if ranked else None
+
+
+def no_winner_message(model: str, seq_len: int | None, batch: int, objective: str, db_url: str | None) -> str:
+    """This machine has no winner: what to run, and the most similar machine that has one."""
+    from tuner.hardware import detect
+    from tuner.store import Store
+
+    where = f" at seq {seq_len}" if seq_len else ""
+    retune = f"run `tuner auto --model {model}`{' --objective ' + objective if objective != 'p50' else ''} first"
+    store = Store.open(db_url, read_only=True)
+    try:
+        peer = closest_winner(store, detect(), model_key(model), seq_len, batch, objective)
+    finally:
+        store.close()
+    text = f"no tuned configuration for {model}{where} (batch {batch}, {objective}) on this machine; {retune}"
+    if peer is not None:
+        text += (f"; the most similar machine with one is {peer.describe()}: `--from-similar` prints its winner, "
+                 "not measured here")
+    return text

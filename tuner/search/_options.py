@@ -46,6 +46,12 @@ class TuneOptions:
     backends: list[str] | None = None  # only these backends of search_spaces/ (None: all)
     space_files: list[Path] = field(default_factory=list)  # --space: TOML files read over search_spaces/
     seed_configs: list[dict[str, Any]] = field(default_factory=list)  # measured right after the warm start
+    similar_start: bool = True  # a new study first measures the most similar machines' best (docs/fleet.md)
+    # Several machines with this fingerprint share the study (`--join`, tuner.search._fleet); a
+    # trial whose worker stopped beating its heartbeat this long is run again by another.
+    join: bool = False
+    join_grace_s: int = 180
+    db_retry_s: float = 120.0  # how long a measured trial's write waits for a server that went away
     strategy: str = DEFAULT_STRATEGY
     max_memory_mb: float | None = None  # constraint: peak RSS of the worker
     prune: bool = True  # early stopping after a short first measurement

@@ -14,6 +14,7 @@ whatever point the tuner was killed at.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,9 @@ class Recorder:
     def __init__(self, store: Store, judge: Judge) -> None:
         self.store = store
         self.judge = judge
+        # How a measured trial's row is written: a study keeps it in a journal until the
+        # database has it (tuner.search._journal); the store's own write otherwise.
+        self.write: Callable[[NewTrial], Any] = store.record_trial
 
     def record_measured(self, study: optuna.Study, trial: optuna.Trial, study_id: int, config: dict[str, Any],
                         result: S.TrialResult, plan: RuntimePlan, started: datetime) -> TrialRecord:
@@ -69,7 +73,7 @@ class Recorder:
         measured = NewTrial.measured(study_id, trial.number, config, result, value=verdict.value,
                                      accuracy_ok=self.judge.accuracy_ok(result.accuracy),
                                      started_at=started, finished_at=now())
-        self.store.record_trial(replace(
+        self.write(replace(
             measured, status=verdict.status, reason=verdict.reason,
             # The tail only where it explains something.
             stderr_tail="" if verdict.status == S.OK else measured.stderr_tail,

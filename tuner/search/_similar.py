@@ -139,7 +139,10 @@ class SimilarMachines:
 
     def __init__(self, store: Store, machine: MachineInfo, model_hash: str, space: Space, objective: str,
                  batch: int, enabled: bool = True, say: Callable[[str], None] | None = None) -> None:
-        self.store = store  # where the other machines' results are read (a benchmark may point it elsewhere)
+        # Where the other machines' results are read: the study's own database (a
+        # benchmark may point it at another, whose studies then are never this one).
+        self.store = store
+        self._study_store = store
         self.machine = machine
         self.model_hash = model_hash
         self.space = space
@@ -158,7 +161,7 @@ class SimilarMachines:
         if not self.enabled or not first:
             return first
         start = similar_start(self.store, self.machine, self.model_hash, study.seq_len, self.batch, self.objective,
-                              self.space, exclude_study=study.id)
+                              self.space, exclude_study=study.id if self.store is self._study_store else None)
         self.last = start
         if self.say is not None and study.n_trials == 0 and start.level is not None:
             self.say(start.describe(study.seq_len))

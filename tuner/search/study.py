@@ -30,12 +30,15 @@ from typing import Any
 from tuner.errors import DiskFullError, UserError
 from tuner.search import objective as objectives
 from tuner.search._enqueue import EXPLORE_AFTER, SearchPolicy
+from tuner.search._fleet import Joined
+from tuner.search._journal import Journal, lost_server
 from tuner.search._judge import MEASURED, NOT_COUNTED, Judge, Verdict
 from tuner.search._options import TuneOptions
 from tuner.search._outcome import StudyOutcome, Where, finish
 from tuner.search._progress import Progress
 from tuner.search._reconcile import Recorder, now
 from tuner.search._replay import Replay
+from tuner.search._similar import SimilarMachines
 from tuner.search.objective import space_objective
 from tuner.search.quiet import QuietRunner, governor_warning
 from tuner.trial import spec as S
@@ -98,6 +101,11 @@ class Tuner:
         self.judge = Judge(options.objective, options.batch, self.model.task, options.guard, options.max_memory_mb)
         self.recorder = Recorder(self.store, self.judge)
         self.policy = SearchPolicy(self.space, options.objective, options.strategy, options.skip_dominated)
+        # A new study first measures what the most similar machines found best (docs/fleet.md).
+        self.similar = SimilarMachines(self.store, self.machine, self.model.content_hash, self.space,
+                                       options.objective, options.batch, options.similar_start, self._note)
+        # --join: one of several machines sharing the study (heartbeats, claims); None: alone.
+        self.fleet = Joined(self.store, self.recorder, options.join_grace_s, self._note) if options.join else None
 
     def tune(self, seq_len: int, budget_s: float | None) -> StudyOutcome:
         """Run (or resume) the study of one sequence length and decide its winner."""
@@ -110,6 +118,8 @@ class Tuner:
         opts = self.options
         workload = S.Workload(seq_len=seq_len, batch=opts.batch)
         storage = self.optuna_storage or self._optuna_tables()  # its schema checked before anything is written
+        if self.fleet is not None and self.optuna_storage is None:
+            storage = self.fleet.storage(self.store.url)  # the same tables, with heartbeats
         name = self.study_name(workload)
         record = self.store.get_or_create_study(
             self.machine_id, self.model_pk, seq_len, opts.batch, opts.objective,
@@ -122,6 +132,7 @@ class Tuner:
         structured = opts.strategy == Strategy.STRUCTURED
         first = warm_start(self.space) if structured else [self.space.default_config()]
         first += [c for c in opts.seed_configs if c not in first]
+        first = self.similar.first(first, record)
         pruner = (BestSoFarPruner(opts.prune_margin) if opts.prune and opts.objective != Objective.PARETO
                   else optuna.pruners.NopPruner())  # Optuna prunes single-objective studies only
         study = optuna.create_study(
@@ -132,14 +143,21 @@ class Tuner:
             pruner=pruner,
             load_if_exists=True,
         )
-        self.recorder.reconcile(study, record.id, self.space)
+        journal = Journal(self.store, name, opts.db_retry_s, self.progress.warn)
+        journal.replay(record.id)  # rows a run kept while the server was away (tuner.search._journal)
+        self.recorder.write = journal.record
+        (self.fleet or self.recorder).reconcile(study, record.id, self.space)
         reruns = self.recorder.reruns(record.id)  # interrupted configurations: each once, before anything else
+        if self.fleet is not None:
+            self.fleet.hold(record.id, "start", "queue the first configurations")  # one worker queues them
         queued = study.get_trials(deepcopy=False)
         if len(queued) < len(first) and all(t.state == optuna.trial.TrialState.WAITING for t in queued):
             # The stock default first (every speedup is over it), then the warm start (the
             # rest of it, when a run was stopped while it queued them).
             for config in first[len(queued):]:
                 study.enqueue_trial(self.space.params_for(config))
+        if self.fleet is not None:
+            self.fleet.release(record.id, "start")
         reference = self._reference(workload)
         space_size = self.space.size()
         if opts.noise_check:
@@ -156,6 +174,8 @@ class Tuner:
         stop_reason = "trial budget reached"
         try:
             while True:
+                if self.fleet is not None:  # every worker's trials count; wait while the rest runs elsewhere
+                    measured, counted = self.fleet.sync(study, record.id, opts.trials)
                 if opts.trials is not None and counted >= opts.trials:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
@@ -171,6 +191,8 @@ class Tuner:
                 if rerun is None and structured and counted >= len(first):
                     self.policy.enqueue_local(study, measured)
                 trial = self._ask(study, rerun)
+                if self.fleet is not None:
+                    self.fleet.running(trial)  # its heartbeat, until the next
                 config = self.space.sample(trial)
                 trial.set_user_attr("config", config)
                 earlier = measured.get(config_key(config))
@@ -202,8 +224,11 @@ class Tuner:
         finally:
             self.progress.close()
         replay = Replay(self.quiet, self.store, record.id, workload, reference, self.judge, opts.measure, "finalist")
-        return finish(self.store, opts, Where(self.machine_id, self.model_pk), record.id, workload, stop_reason,
-                      self.space.default_config(), replay, self.progress)
+        def decide() -> StudyOutcome:
+            return finish(self.store, opts, Where(self.machine_id, self.model_pk), record.id, workload, stop_reason,
+                          self.space.default_config(), replay, self.progress)
+
+        return decide() if self.fleet is None else self.fleet.finish(study, record.id, decide)  # once, shared
 
     def study_name(self, workload: S.Workload) -> str:
         """The Optuna study (and store study) name of ``workload`` in this tuning run."""
@@ -305,7 +330,8 @@ class Tuner:
         outcomes = []
         per_study = self.options.budget_s / len(self.options.seq_lens) if self.options.budget_s else None
         for seq_len in self.options.seq_lens:
-            outcome = self.tune(seq_len, per_study)
+            with lost_server(self.store):  # one line, not a traceback, when the server goes away
+                outcome = self.tune(seq_len, per_study)
             outcomes.append(outcome)
             if on_outcome:
                 on_outcome(outcome)
