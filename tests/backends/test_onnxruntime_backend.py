@@ -317,7 +317,7 @@ def test_session_knobs_reach_the_session(knobs: dict, encoder: ModelRef, cache: 
 def test_session_knob_defaults_are_ort_defaults() -> None:
     assert ORT.session_knobs({"threads": 3}) == {
         "threads": 3, "execution_mode": "sequential", "inter_op_threads": 1, "intra_op_spinning": True,
-        "graph_opt_level": "all",
+        "graph_opt_level": "all", "int8_kernel": "u8s8",
     }
     assert ORT.session_knobs({"threads": 1, "inter_op_threads": 2})["execution_mode"] == "parallel"
 

@@ -55,6 +55,29 @@ def test_max_autotune_no_cudagraphs_matches_eager(tiny_bert_dir: Path, artifact_
     assert predictor.timings["compile_s"] > 0
 
 
+@pytest.mark.slow  # one inductor compile in bf16: about 35 s here
+def test_bf16_is_frozen_under_autocast(tiny_bert_dir: Path, artifact_cache: ArtifactCache) -> None:
+    """bf16: autocast around the compiled call, so the traced graph casts the weights and
+    freezing folds those casts into bf16 constants (inductor's CPU recipe for bf16).
+    It computes what eager bf16 computes, not fp32. Where oneDNN has bf16 kernels
+    (native bf16; AMX on a Sapphire Rapids) inductor also prepacks those weights for
+    them; the space prunes bf16 elsewhere (tests/space/test_space_isa.py), where this
+    runs emulated, slowly, and only its numbers are checked."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    ref = resolve_model(str(tiny_bert_dir))
+    inputs = eval_inputs(ref, DEFAULT_EVAL_TEXTS[:1], seq_len=16)[0]
+    counters.clear()
+    compiled = _run(COMPILE.load(ref, {"precision": "bf16", "mode": "default", "threads": 1}, artifact_cache), inputs)
+    eager_bf16 = _run(EAGER.load(ref, {"precision": "bf16", "threads": 1}, artifact_cache), inputs)
+    eager_fp32 = _run(EAGER.load(ref, {"precision": "fp32", "threads": 1}, artifact_cache), inputs)
+    np.testing.assert_allclose(compiled, eager_bf16, atol=1e-3)
+    assert np.abs(compiled - eager_fp32).max() > 1e-5  # really bf16
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert counters["inductor"]["mkldnn_linear_weight_pack_matcher_count"] > 0, dict(counters["inductor"])
+
+
 def test_bad_configs(tiny_bert_dir: Path, artifact_cache: ArtifactCache, monkeypatch: pytest.MonkeyPatch) -> None:
     ref = resolve_model(str(tiny_bert_dir))
     with pytest.raises(UnsupportedConfigError, match="mode='max-autotune'"):

@@ -116,6 +116,11 @@ def test_unknown_isa_feature(spaces: Path) -> None:
     _fails(spaces, "torch.toml", "unknown ISA feature 'avx512bf16'")
 
 
+def test_unknown_isa_feature_in_isa_none(spaces: Path) -> None:
+    _replace(spaces / "onnxruntime.toml", 'isa_none = ["avx512_vnni",', 'isa_none = ["avx512vnni",')
+    _fails(spaces, "onnxruntime.toml", "isa_none: unknown ISA feature 'avx512vnni'")
+
+
 def test_requires_for_a_missing_choice(spaces: Path) -> None:
     _replace(spaces / "common.toml", "[dimensions.binding.requires.numactl]", "[dimensions.binding.requires.numa]")
     _fails(spaces, "common.toml", "'numa' is not one of its choices")

@@ -82,7 +82,7 @@ def clx() -> Space:
 
 ORT_INT8 = {"backend": "onnxruntime", "precision": "int8", "quantization": "dynamic", "graph": "fused",
             "quant_granularity": "per_channel", "graph_opt_level": "all", "inter_op_threads": 1, "intra_op_spinning": True,
-            "reduce_range": False, "threads": 4, "binding": "none", "allocator": "system"}
+            "reduce_range": False, "int8_kernel": "u8s8", "threads": 4, "binding": "none", "allocator": "system"}
 
 
 @pytest.mark.parametrize(

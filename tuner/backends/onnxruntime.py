@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from tuner.model import ModelRef
 
 OPT_LEVELS = ("all", "extended", "basic", "disabled")
+# x86 int8 GEMM: ORT's U8S8, or U8U8 through session.x64quantprecision (int8_kernel).
+INT8_KERNELS = ("u8s8", "u8u8")
+X64_QUANT_PRECISION = "session.x64quantprecision"
 
 
 @dataclass
@@ -66,6 +69,7 @@ class OnnxRuntimeBackend:
             "inter_op_threads": inter,
             "intra_op_spinning": _config.choice(config, "intra_op_spinning", (True, False), self.name, default=True),
             "graph_opt_level": _config.choice(config, "graph_opt_level", OPT_LEVELS, self.name, default="all"),
+            "int8_kernel": _config.choice(config, "int8_kernel", INT8_KERNELS, self.name, default="u8s8"),
         }
 
     def prepare(self, model: "ModelRef", config: dict[str, Any], cache: "ArtifactCache") -> str:
@@ -102,6 +106,13 @@ def check_session(session: "ort.InferenceSession", knobs: dict[str, Any]) -> Non
         for name in ("intra_op_num_threads", "inter_op_num_threads", "execution_mode", "graph_optimization_level")
         if getattr(got, name) != getattr(want, name)
     ]
+    if knobs["int8_kernel"] == "u8u8":
+        try:
+            precision = got.get_session_config_entry(X64_QUANT_PRECISION)
+        except RuntimeError:  # "does not have configuration with key"
+            precision = "unset"
+        if precision != "1":
+            differences.append(f"{X64_QUANT_PRECISION}={precision} (asked 1)")
     if differences:
         raise UnsupportedConfigError(f"onnxruntime session runs with {', '.join(differences)}")
 
@@ -128,4 +139,9 @@ def session_options(knobs: dict[str, Any]) -> "ort.SessionOptions":
     options.add_session_config_entry("session.intra_op.allow_spinning", spin)
     if parallel:
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    if knobs["int8_kernel"] == "u8u8":
+        # x86: a level-2 transformer turns the int8 weights of the quantized MatMuls into
+        # uint8, so MLAS runs its exact U8U8 kernels instead of U8S8 (VPMADDUBSW saturates
+        # without VNNI; with VNNI or AMX, U8S8 is exact and faster).
+        options.add_session_config_entry(X64_QUANT_PRECISION, "1")
     return options

@@ -12,12 +12,21 @@ Runtime knobs, set explicitly at compile time and read back from the compiled mo
 
   precision         fp32 / bf16 -> INFERENCE_PRECISION_HINT f32 / bf16. Always set:
                     OpenVINO defaults to bf16 on CPUs with native bf16, which would
-                    change accuracy without anyone asking. int8 runs the quantized IR
-                    with f32 for the layers NNCF left in floating point.
+                    change accuracy without anyone asking. int8 runs the quantized IR.
+  int8_remainder    int8 only: the hint for the layers NNCF left in floating point,
+                    f32 (the default), bf16 or f16.
   performance_hint  LATENCY / THROUGHPUT (PERFORMANCE_HINT).
   streams           NUM_STREAMS, with the THROUGHPUT hint only (LATENCY means one stream).
   cpu_pinning       ENABLE_CPU_PINNING.
   threads           INFERENCE_NUM_THREADS (all streams together).
+  shapes            dynamic: the IR as converted ([?, ?] inputs), compiled in ``load``.
+                    static: the model reshaped to the input's exact [batch, seq] and
+                    compiled when an input of a new shape is bound (``compile_s``), one
+                    compiled model at a time. The IR artifact is the same for both.
+
+Besides the properties, the compiled model's runtime graph is read back: an int8
+config must run some matrix products in i8/u8, a bf16 or f16 hint must run some layer
+in that type, and an f32 one none (``_check_runtime``).
 
 A trial times one synchronous request, which runs on one stream: with N streams it
 gets threads / N of them. The THROUGHPUT hint pays off with concurrent requests,
@@ -27,6 +36,9 @@ which a latency trial does not make (docs/backends/openvino.md).
 from __future__ import annotations
 
 import logging
+import re
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,28 +57,75 @@ if TYPE_CHECKING:
     from tuner.model import ModelRef
 
 PRECISIONS = ("fp32", "bf16", "int8")
+# INFERENCE_PRECISION_HINT for what NNCF left in floating point (int8 only).
+REMAINDERS = ("f32", "bf16", "f16")
 HINTS = ("latency", "throughput")
 PRESETS = ("performance", "mixed")
+SHAPES = ("dynamic", "static")
 IR_FILE = "model.xml"
-# What the compiled model must report for each precision (INFERENCE_PRECISION_HINT).
-_INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+# What the compiled model must report for each precision (INFERENCE_PRECISION_HINT);
+# int8's comes from int8_remainder.
+_INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+# Element type names as OpenVINO prints them ("<Type: 'bfloat16'>") -> as it parses them.
+_TYPE_NAMES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int8": "i8", "uint8": "u8"}
+# Runtime layer types that hold a model's matrix products.
+_MATMULS = frozenset({"FullyConnected", "MatMul", "Convolution"})
+
+
+@dataclass
+class _Bound:
+    """An input bound to the request that runs it (static shapes: one per shape)."""
+
+    request: "ov.InferRequest"
+    arrays: dict[str, np.ndarray]
+
+
+class _StaticCompiler:
+    """Reshapes a copy of the IR to one input shape and compiles it, checked."""
+
+    def __init__(self, core: "ov.Core", model: "ov.Model", options: dict[str, Any], precision: str) -> None:
+        self.core, self.model, self.options, self.precision = core, model, options, precision
+
+    def compile(self, shapes: dict[str, tuple[int, ...]]) -> "ov.CompiledModel":
+        import openvino as ov
+
+        model = self.model.clone()
+        model.reshape({name: ov.PartialShape(list(shape)) for name, shape in shapes.items()})
+        return _compile(self.core, model, self.options, self.precision)
 
 
 @dataclass
 class OpenVinoPredictor:
-    compiled: "ov.CompiledModel"
-    request: "ov.InferRequest"
     input_names: list[str]
+    # Static shapes: None until the first input is bound, then the model compiled for
+    # the last shape bound.
+    compiled: "ov.CompiledModel | None" = None
+    request: "ov.InferRequest | None" = None
+    static: _StaticCompiler | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    _shapes: dict[str, tuple[int, ...]] | None = None
 
-    def bind(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {n: np.ascontiguousarray(inputs[n], dtype=np.int64) for n in self.input_names}
+    def bind(self, inputs: dict[str, np.ndarray]) -> _Bound:
+        arrays = {n: np.ascontiguousarray(inputs[n], dtype=np.int64) for n in self.input_names}
+        if self.static is not None:
+            shapes = {n: a.shape for n, a in arrays.items()}
+            if shapes != self._shapes:
+                # One compiled model at a time: the one for the timed shape is what a
+                # deployment would hold (the accuracy check's batch-1 inputs come first).
+                started = time.perf_counter()
+                self.compiled = self.request = None
+                self.compiled = self.static.compile(shapes)
+                self.request = self.compiled.create_infer_request()
+                self._shapes = shapes
+                self.timings["compile_s"] = self.timings.get("compile_s", 0.0) + time.perf_counter() - started
+        assert self.request is not None
+        return _Bound(self.request, arrays)
 
-    def run(self, bound: dict[str, np.ndarray]) -> "ov.Tensor":
+    def run(self, bound: _Bound) -> "ov.Tensor":
         # share_inputs: no copy of the (already contiguous int64) arrays per call. The
         # output tensor is the request's own buffer, valid until the next call.
-        self.request.infer(bound, share_inputs=True)
-        return self.request.get_output_tensor(0)
+        bound.request.infer(bound.arrays, share_inputs=True)
+        return bound.request.get_output_tensor(0)
 
     def to_numpy(self, output: "ov.Tensor") -> np.ndarray:
         return np.array(output.data, dtype=np.float32, copy=True)
@@ -86,9 +145,13 @@ class OpenVinoBackend:
     def compile_options(self, config: dict[str, Any]) -> dict[str, Any]:
         """The properties ``load`` compiles with, by OpenVINO name, as it reports them back."""
         precision = _config.choice(config, "precision", PRECISIONS, self.name)
+        if precision == "int8":
+            inference = _config.choice(config, "int8_remainder", REMAINDERS, self.name, default="f32")
+        else:
+            inference = _INFERENCE_PRECISION[precision]
         hint = _config.choice(config, "performance_hint", HINTS, self.name, default="latency")
         options: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": _INFERENCE_PRECISION[precision],
+            "INFERENCE_PRECISION_HINT": inference,
             "PERFORMANCE_HINT": hint.upper(),
             "INFERENCE_NUM_THREADS": _config.threads(config, self.name),
             "ENABLE_CPU_PINNING": _config.choice(config, "cpu_pinning", (True, False), self.name, default=True),
@@ -107,25 +170,35 @@ class OpenVinoBackend:
             options["NUM_STREAMS"] = 1  # what LATENCY means; set so the read-back can check it
         return options
 
+    def shapes(self, config: dict[str, Any]) -> str:
+        """dynamic, or static: the model reshaped to each input's shape before compiling.
+        A compile-time choice: the IR artifact is the same."""
+        return _config.choice(config, "shapes", SHAPES, self.name, default="dynamic")
+
     def prepare(self, model: "ModelRef", config: dict[str, Any], cache: "ArtifactCache") -> str:
         self.compile_options(config)
+        self.shapes(config)
         return self._artifact(model, self.recipe(config), cache.for_backend(self.name)).name
 
     def load(self, model: "ModelRef", config: dict[str, Any], cache: "ArtifactCache") -> OpenVinoPredictor:
         options = self.compile_options(config)
+        shapes = self.shapes(config)
+        precision = _config.choice(config, "precision", PRECISIONS, self.name)
         folder = self._artifact(model, self.recipe(config), cache.for_backend(self.name))
         import openvino as ov
 
         core = ov.Core()
-        compiled = core.compile_model(core.read_model(str(folder / IR_FILE)), "CPU", _ov_properties(options))
-        _check_compiled(compiled, options)
-        return OpenVinoPredictor(
-            compiled=compiled,
-            request=compiled.create_infer_request(),
-            input_names=[port.get_any_name() for port in compiled.inputs],
-        )
+        ir = core.read_model(str(folder / IR_FILE))
+        names = [port.get_any_name() for port in ir.inputs]
+        if shapes == "static":
+            # Compiled, and checked, when the first input is bound: only then is its shape known.
+            return OpenVinoPredictor(input_names=names, static=_StaticCompiler(core, ir, options, precision))
+        compiled = _compile(core, ir, options, precision)
+        return OpenVinoPredictor(input_names=names, compiled=compiled, request=compiled.create_infer_request())
 
     def threads_in_use(self, predictor: Any) -> int | None:
+        if predictor.compiled is None:  # static shapes, nothing bound yet
+            return None
         return int(predictor.compiled.get_property("INFERENCE_NUM_THREADS"))
 
     # --- the cached steps ----------------------------------------------------------
@@ -154,6 +227,13 @@ class OpenVinoBackend:
         )
 
 
+def _compile(core: "ov.Core", model: "ov.Model", options: dict[str, Any], precision: str) -> "ov.CompiledModel":
+    compiled = core.compile_model(model, "CPU", _ov_properties(options))
+    _check_compiled(compiled, options)
+    _check_runtime(runtime_precisions(compiled), precision, options["INFERENCE_PRECISION_HINT"])
+    return compiled
+
+
 def _ov_properties(options: dict[str, Any]) -> dict[str, Any]:
     import openvino.properties as props
     import openvino.properties.hint as hints
@@ -177,13 +257,11 @@ def _check_compiled(compiled: "ov.CompiledModel", options: dict[str, Any]) -> No
         "NUM_STREAMS": int(compiled.get_property("NUM_STREAMS")),
         "ENABLE_CPU_PINNING": bool(compiled.get_property("ENABLE_CPU_PINNING")),
     }
-    # Element types print as "<Type: 'float32'>" or "f32" depending on the version.
-    aliases = {"f32": ("f32", "float32"), "bf16": ("bf16", "bfloat16")}
     differences = []
     for key, want in options.items():
         have = got[key]
         if key == "INFERENCE_PRECISION_HINT":
-            same = any(alias in have for alias in aliases[want])
+            same = _element_type(have) == want
         elif key == "PERFORMANCE_HINT":
             same = have.upper().endswith(want)
         else:
@@ -192,6 +270,43 @@ def _check_compiled(compiled: "ov.CompiledModel", options: dict[str, Any]) -> No
             differences.append(f"{key}={have} (asked {want})")
     if differences:
         raise UnsupportedConfigError(f"openvino compiled the model with {', '.join(differences)}")
+
+
+def _element_type(text: str) -> str:
+    """An element type as OpenVINO parses it ("bf16"), from how it prints it: "<Type:
+    'bfloat16'>" or "bf16" depending on the version. Exact: "f16" is not in "bf16"."""
+    quoted = re.search(r"'(\w+)'", text)
+    name = quoted.group(1) if quoted else text.strip()
+    return _TYPE_NAMES.get(name, name)
+
+
+def runtime_precisions(compiled: "ov.CompiledModel") -> Counter[tuple[str, str]]:
+    """(layer type, precision it executes in) -> how many, from the compiled model's
+    runtime graph: what the plugin really runs, after its own transformations."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        counts[(str(info["layerType"].value), _element_type(str(info["runtimePrecision"].value)))] += 1
+    return counts
+
+
+def _check_runtime(counts: Counter[tuple[str, str]], precision: str, hint: str) -> None:
+    """Raise when the runtime graph does not run what the config's name says: int8 with
+    no matrix product in i8/u8 (the quantized IR run dequantized), a bf16 or f16 hint
+    with no layer in that type, an f32 one with some layer in bf16 or f16."""
+    problems = []
+    if precision == "int8" and not any(layer in _MATMULS and kind in ("i8", "u8") for layer, kind in counts):
+        problems.append("no matrix product runs in int8")
+    low = sorted({kind for _, kind in counts if kind in ("bf16", "f16")})
+    if hint in ("bf16", "f16") and hint not in low:
+        problems.append(f"no layer runs in {hint}")
+    if hint == "f32" and low:
+        problems.append(f"layers run in {' and '.join(low)}")
+    if problems:
+        raise UnsupportedConfigError(
+            f"openvino compiled the model with INFERENCE_PRECISION_HINT={hint} for precision={precision}, "
+            f"but {'; '.join(problems)}"
+        )
 
 
 def _convert(source: Path, out: Path) -> None:

@@ -7,8 +7,11 @@ mode:
                                shape (longer compile; no CUDA graphs on a CPU anyway).
 precision:
   fp32  as loaded.
-  bf16  called under ``torch.autocast("cpu", bfloat16)``; pruned without native
-        bf16 like torch.toml's (emulated bf16 is slower than fp32).
+  bf16  called under ``torch.autocast("cpu", bfloat16)``: the traced graph casts the
+        weights, and freezing folds those casts into bf16 constants, which inductor
+        prepacks for oneDNN's bf16 kernels (AMX where the CPU has it) where oneDNN
+        has them. Pruned without native bf16 like torch.toml's (emulated bf16 is
+        slower than fp32).
 
 Compilation happens on the first call per input shape (``dynamic=False``: each
 sequence length gets kernels specialised to it), timed and reported in the trial's

@@ -25,13 +25,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Requirements:
     isa_any: tuple[str, ...] = ()  # at least one of these ISA features
+    # None of these: for a choice that only matters on CPUs without them (a workaround
+    # for what the instructions do right, say).
+    isa_none: tuple[str, ...] = ()
     executables: tuple[str, ...] = ()  # all on PATH
     modules: tuple[str, ...] = ()  # all importable (dotted names allowed)
     gpu: bool = False  # an NVIDIA GPU NVML can see
     libraries: tuple[str, ...] = ()  # all found (tuner.hardware.libraries: jemalloc, tcmalloc, iomp5)
 
     def __bool__(self) -> bool:
-        return bool(self.isa_any or self.executables or self.modules or self.gpu or self.libraries)
+        return bool(self.isa_any or self.isa_none or self.executables or self.modules or self.gpu or self.libraries)
 
 
 @functools.cache
@@ -62,6 +65,10 @@ def _either(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
+def _both(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def unmet(requirements: Requirements, machine: "MachineInfo") -> list[str]:
     """The reasons ``machine`` cannot satisfy ``requirements`` (empty: it can)."""
     reasons: list[str] = []
@@ -73,6 +80,9 @@ def unmet(requirements: Requirements, machine: "MachineInfo") -> list[str]:
             reasons.append(f"no {_either(here)} on this CPU")
         else:
             reasons.append(f"no {_either(list(requirements.isa_any))} on this {machine.cpu.arch} CPU")
+    present = [name for name in requirements.isa_none if machine.cpu.has(name)]
+    if present:
+        reasons.append(f"not for a CPU with {_both(present)}")
     for name in requirements.executables:
         if not executable_available(name):
             reasons.append(f"executable {name} not found on PATH")

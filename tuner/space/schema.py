@@ -51,7 +51,7 @@ _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _ENV_KEYS = {"name", "help", "packages", "imports"}
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _DIMENSION_KEYS = {"help", "type", "choices", "low", "high", "step", "default", "when", "requires"}
-_REQUIREMENT_KEYS = {"isa_any", "executables", "modules", "gpu", "libraries"}
+_REQUIREMENT_KEYS = {"isa_any", "isa_none", "executables", "modules", "gpu", "libraries"}
 
 
 @dataclass(frozen=True)
@@ -158,10 +158,11 @@ def _requirements(check: _Checker, table: Any, where: str) -> Requirements:
     if not isinstance(table, dict):
         raise check.fail(f"{where} must be a table, got {_toml(table)}")
     check.unknown_keys(table, _REQUIREMENT_KEYS, where)
-    isa = check.strings(table.get("isa_any", []), f"{where}.isa_any")
-    for name in isa:
-        if name not in KNOWN_ISA:
-            raise check.fail(f"{where}.isa_any: unknown ISA feature {name!r} (known: {', '.join(sorted(KNOWN_ISA))})")
+    isa = {key: check.strings(table.get(key, []), f"{where}.{key}") for key in ("isa_any", "isa_none")}
+    for key, names in isa.items():
+        for name in names:
+            if name not in KNOWN_ISA:
+                raise check.fail(f"{where}.{key}: unknown ISA feature {name!r} (known: {', '.join(sorted(KNOWN_ISA))})")
     gpu = table.get("gpu", False)
     if not isinstance(gpu, bool):
         raise check.fail(f"{where}.gpu must be true or false, got {_toml(gpu)}")
@@ -170,7 +171,8 @@ def _requirements(check: _Checker, table: Any, where: str) -> Requirements:
         if name not in LIBRARIES:
             raise check.fail(f"{where}.libraries: unknown library {name!r} (known: {', '.join(LIBRARIES)})")
     return Requirements(
-        isa_any=isa,
+        isa_any=isa["isa_any"],
+        isa_none=isa["isa_none"],
         executables=check.strings(table.get("executables", []), f"{where}.executables"),
         modules=check.strings(table.get("modules", []), f"{where}.modules"),
         gpu=gpu,
