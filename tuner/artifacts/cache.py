@@ -133,10 +133,11 @@ class ArtifactCache:
             except BaseException as exc:
                 # Read before the partial build is removed: a disk that filled up has no
                 # space left now, and a library may have said only "serialization failed".
-                full = _full_disk(exc, self.root, model)
+                needed_mb = _full_disk(exc, self.root, model)
                 shutil.rmtree(tmp, ignore_errors=True)
-                if full is not None:
-                    raise full from exc
+                if needed_mb is not None:
+                    raise DiskFullError(self.root, needed_mb, hint="free some space, or set TUNER_CACHE_DIR to a "
+                                        "folder on a larger disk") from exc
                 raise
         return final
 
@@ -160,10 +161,10 @@ class ArtifactCache:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _full_disk(exc: BaseException, root: Path, model: ModelRef) -> DiskFullError | None:
-    """A conversion that failed because the cache's disk is full (ENOSPC or EDQUOT, or
-    less space left than the model's weights take, which an export needs at least),
-    as one error that names the folder and the space needed; None otherwise."""
+def _full_disk(exc: BaseException, root: Path, model: ModelRef) -> float | None:
+    """The space (MB) a conversion needs when it failed because the cache's disk is
+    full (ENOSPC or EDQUOT, or less space left than the model's weights take, which an
+    export needs at least); None when it failed for another reason."""
     if not isinstance(exc, Exception):
         return None
     weights = sum(p.stat().st_size for p in Path(model.path).glob("*")
@@ -172,5 +173,4 @@ def _full_disk(exc: BaseException, root: Path, model: ModelRef) -> DiskFullError
     free = free_mb(root)
     if not is_disk_full(exc) and (free is None or free >= needed_mb):
         return None
-    return DiskFullError(root, needed_mb, hint="free some space, or set TUNER_CACHE_DIR to a folder on a larger disk")
-
+    return needed_mb

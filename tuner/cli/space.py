@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from tuner.space import Space
@@ -26,6 +27,9 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="comma-separated backends to keep (default: all)",
     )
+    parser.add_argument("--space", dest="space_files", type=Path, action="append", default=[], metavar="FILE",
+                        help="a search-space TOML file of your own read over the shipped ones, as `tuner auto "
+                             "--space` reads it (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the space as JSON")
     parser.set_defaults(func=run)
 
@@ -67,9 +71,9 @@ def format_space(space: Space) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from tuner.hardware import detect
-    from tuner.space import load_space
+    from tuner.space.loader import load_space_with
 
-    space = load_space(detect(), backends=getattr(args, "backends", None))
+    space = load_space_with(detect(), getattr(args, "space_files", []), backends=getattr(args, "backends", None))
     if getattr(args, "json", False):
         data = {"model": args.model, **space.to_dict()}
         print(json.dumps(data, indent=2))

@@ -290,7 +290,7 @@ class Tuner:
         """Say whether the study resumes a stored one, or starts anew beside others of the
         same workload (and what differs from the latest of them)."""
         seq = f"seq {record.seq_len}"
-        if record.n_trials:
+        if record.created != record.updated:  # get_or_create_study found it: this run resumes it
             self._note(f"{seq}: resuming study {record.id} ({record.n_trials} trial{'s' if record.n_trials != 1 else ''} "
                        "stored; --trials and "
                        "--budget count them; `tuner auto --help` says which options start a new study)")

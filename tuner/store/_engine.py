@@ -307,8 +307,14 @@ def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:
                 f"the database {where} stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s; retry when it is done"
             )
         if "disk" in text or "full" in text:
+            from tuner.errors import free_mb
+
+            folder = sqlite_file(url)
+            free = free_mb(folder.parent) if folder is not None else None
             return StoreError(
-                f"cannot write the database {where} ({detail}); free some space or pass --db with another path"
+                f"no space left on {folder.parent if folder is not None else where} for the database {where} "
+                f"({detail}{f', {free:.0f} MB free' if free is not None else ''}); free some space or pass --db "
+                "with another path"
             )
         return StoreError(f"database error on {where} ({detail}); pass --db with another database")
     # libpq prefixes the server's answer with where it tried: keep the answer.
