@@ -58,13 +58,19 @@ class DiskFullError(UserError):
 
     PREFIX = "no space left on "
 
-    def __init__(self, path: str | os.PathLike[str], needed_mb: float | None = None,
-                 hint: str = "free some space or write elsewhere") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        needed_mb: float | None = None,
+        hint: str = "free some space or write elsewhere",
+    ) -> None:
         self.path = str(path)
         self.needed_mb = needed_mb
         free = free_mb(self.path)
-        parts = [f"{needed_mb:.0f} MB needed" if needed_mb is not None else "",
-                 f"{free:.0f} MB free" if free is not None else ""]
+        parts = [
+            f"{needed_mb:.0f} MB needed" if needed_mb is not None else "",
+            f"{free:.0f} MB free" if free is not None else "",
+        ]
         figures = ", ".join(p for p in parts if p)
         super().__init__(f"{self.PREFIX}{self.path}{': ' + figures if figures else ''}; {hint}")
 
@@ -73,7 +79,7 @@ class DiskFullError(UserError):
         """The error whose message is ``line`` (one a worker reported)."""
         exc = cls.__new__(cls)
         UserError.__init__(exc, line)
-        rest = line[len(cls.PREFIX):] if line.startswith(cls.PREFIX) else line
+        rest = line[len(cls.PREFIX) :] if line.startswith(cls.PREFIX) else line
         exc.path = rest.split(": ", 1)[0].split("; ", 1)[0]
         exc.needed_mb = None
         return exc
@@ -93,8 +99,13 @@ class DiskFullError(UserError):
 
 # How libraries word a full disk when they do not pass the errno on (SQLite's
 # SQLITE_FULL, ONNX's and protobuf's writers print strerror).
-_FULL_DISK_WORDS = ("no space left on device", "disk quota exceeded", "database or disk is full",
-                    "[errno 28]", "[errno 122]")
+_FULL_DISK_WORDS = (
+    "no space left on device",
+    "disk quota exceeded",
+    "database or disk is full",
+    "[errno 28]",
+    "[errno 122]",
+)
 
 
 def describes_full_disk(text: str) -> bool:

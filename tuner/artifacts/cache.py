@@ -136,8 +136,11 @@ class ArtifactCache:
                 needed_mb = _full_disk(exc, self.root, model)
                 shutil.rmtree(tmp, ignore_errors=True)
                 if needed_mb is not None:
-                    raise DiskFullError(self.root, needed_mb, hint="free some space, or set TUNER_CACHE_DIR to a "
-                                        "folder on a larger disk") from exc
+                    raise DiskFullError(
+                        self.root,
+                        needed_mb,
+                        hint="free some space, or set TUNER_CACHE_DIR to a folder on a larger disk",
+                    ) from exc
                 raise
         return final
 
@@ -167,8 +170,11 @@ def _full_disk(exc: BaseException, root: Path, model: ModelRef) -> float | None:
     export needs at least); None when it failed for another reason."""
     if not isinstance(exc, Exception):
         return None
-    weights = sum(p.stat().st_size for p in Path(model.path).glob("*")
-                  if p.is_file() and p.suffix in (".safetensors", ".bin", ".onnx", ".pt", ".xml"))
+    weights = sum(
+        p.stat().st_size
+        for p in Path(model.path).glob("*")
+        if p.is_file() and p.suffix in (".safetensors", ".bin", ".onnx", ".pt", ".xml")
+    )
     needed_mb = max(weights / 2**20, 1.0)
     free = free_mb(root)
     if not is_disk_full(exc) and (free is None or free >= needed_mb):

@@ -49,7 +49,9 @@ def unavailable_reason(name: str) -> str | None:
     assert spec.backend is not None  # _file checked
     missing = [m for m in (spec.backend.module, *spec.requires.modules) if not module_available(m)]
     if missing:
-        return f"backend {name!r} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed"
+        return (
+            f"backend {name!r} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed"
+        )
     return None
 
 
@@ -70,7 +72,9 @@ def _file(name: str) -> "SpaceFile":
     if spec is None or spec.backend is None:
         known = ", ".join(backend_names())
         if spec is not None:
-            raise UserError(f"unknown backend {name!r}: {spec.path} has no [backend] table naming its module "
-                            f"(module = \"package.module:Class\"); the backends are: {known}")
+            raise UserError(
+                f"unknown backend {name!r}: {spec.path} has no [backend] table naming its module "
+                f'(module = "package.module:Class"); the backends are: {known}'
+            )
         raise UserError(f"unknown backend {name!r}; the backends are: {known}")
     return spec

@@ -81,8 +81,11 @@ def weight_matmuls(graph: "onnx.GraphProto") -> dict[str, tuple[int, ...]]:
     from onnx import numpy_helper
 
     shapes = {init.name: tuple(numpy_helper.to_array(init).shape) for init in graph.initializer}
-    return {n.name: shapes[n.input[1]] for n in graph.node
-            if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in shapes}
+    return {
+        n.name: shapes[n.input[1]]
+        for n in graph.node
+        if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in shapes
+    }
 
 
 def _ffn_down_nodes(model: "ModelRef", weights: dict[str, tuple[int, ...]]) -> list[str]:
@@ -126,8 +129,9 @@ def quantize_static_graph(model: "ModelRef", source: Path, out: Path, recipe: di
     # When symbolic inference gives up, ORT saves its partial model (with a weights
     # file) into the current directory: let it write into a scratch folder instead.
     with tempfile.TemporaryDirectory(dir=out) as scratch, contextlib.chdir(scratch):
-        quant_pre_process(str(source), str(typed), skip_optimization=True,
-                          skip_symbolic_shape=recipe["graph"] != "fused")
+        quant_pre_process(
+            str(source), str(typed), skip_optimization=True, skip_symbolic_shape=recipe["graph"] != "fused"
+        )
     graph = onnx.load(str(typed), load_external_data=False).graph
     names = [i.name for i in graph.input]
     rows = calibration_inputs(model, names)
@@ -183,5 +187,8 @@ def static_stats(graph: "onnx.GraphProto") -> dict[str, Any]:
             int8 += 1
         else:
             fp32 += 1
-    return {"int8_matmuls": int8, "fp32_matmuls": fp32,
-            "quantize_linear": sum(n.op_type == "QuantizeLinear" for n in graph.node)}
+    return {
+        "int8_matmuls": int8,
+        "fp32_matmuls": fp32,
+        "quantize_linear": sum(n.op_type == "QuantizeLinear" for n in graph.node),
+    }

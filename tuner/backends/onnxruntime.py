@@ -81,8 +81,9 @@ class OnnxRuntimeBackend:
         folder = ort_graph(model, self.recipe(config), cache.for_backend(self.name))
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(folder / MODEL_FILE), session_options(knobs),
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(folder / MODEL_FILE), session_options(knobs), providers=["CPUExecutionProvider"]
+        )
         check_session(session, knobs)
         return OrtPredictor(
             session=session,

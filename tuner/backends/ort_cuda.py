@@ -102,8 +102,14 @@ class OrtCudaBackend:
             engines = cache.root.parent / "tensorrt"
             engines.mkdir(parents=True, exist_ok=True)
             providers = [
-                (wanted, {"trt_fp16_enable": recipe["precision"] == "fp16", "trt_engine_cache_enable": True,
-                          "trt_engine_cache_path": str(engines)}),
+                (
+                    wanted,
+                    {
+                        "trt_fp16_enable": recipe["precision"] == "fp16",
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": str(engines),
+                    },
+                ),
                 "CUDAExecutionProvider",
             ]
         else:
@@ -124,7 +130,8 @@ class OrtCudaBackend:
         if not recipe["graph_fp16"]:
             return export
         return cache.get_or_build(
-            model, {"step": "ort-float16", "parent": export.name, "keep_io_types": True},
+            model,
+            {"step": "ort-float16", "parent": export.name, "keep_io_types": True},
             lambda out: _to_fp16(export / MODEL_FILE, out),
         )
 

@@ -36,8 +36,15 @@ PRECISIONS = ("fp32", "int8")
 # The onnxruntime backend's recipe for each precision here.
 _RECIPES: dict[str, dict[str, Any]] = {
     "fp32": {"precision": "fp32", "graph": "unfused"},
-    "int8": {"precision": "int8", "graph": "unfused", "quantization": "static", "quant_granularity": "per_channel",
-             "reduce_range": False, "calibration": "minmax", "ffn_down": "fp32"},
+    "int8": {
+        "precision": "int8",
+        "graph": "unfused",
+        "quantization": "static",
+        "quant_granularity": "per_channel",
+        "reduce_range": False,
+        "calibration": "minmax",
+        "ffn_down": "fp32",
+    },
 }
 
 
@@ -77,8 +84,7 @@ class OrtOpenVinoBackend:
         # The CPU provider only gets the shape ops ORT keeps for itself (a ConstantOfShape
         # on MiniLM): one thread is plenty, and no second pool competes with OpenVINO's.
         session_options.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(folder / MODEL_FILE), session_options,
-                                       providers=[(PROVIDER, options)])
+        session = ort.InferenceSession(str(folder / MODEL_FILE), session_options, providers=[(PROVIDER, options)])
         if session.get_providers()[0] != PROVIDER:
             raise UnsupportedConfigError(
                 f"{self.name}: {PROVIDER} did not load (the session runs {session.get_providers()})"

@@ -76,8 +76,9 @@ class TorchCompileBackend:
         inductor_config.fx_graph_cache = True
         module = load_output_only(model)
         compiled = torch.compile(module, backend="inductor", mode=mode, dynamic=False, fullgraph=False)
-        return ModulePredictor(compiled, autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
-                               first_call_key="compile_s")
+        return ModulePredictor(
+            compiled, autocast_dtype=torch.bfloat16 if precision == "bf16" else None, first_call_key="compile_s"
+        )
 
     def threads_in_use(self, predictor: Any) -> int | None:
         import torch

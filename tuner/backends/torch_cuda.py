@@ -39,8 +39,10 @@ def cuda_unavailable_reason() -> str | None:
     import torch
 
     if torch.version.cuda is None:
-        return (f"torch {torch.__version__} is built without CUDA; install a CUDA build of torch "
-                "(PyPI's Linux wheel) to run torch_cuda")
+        return (
+            f"torch {torch.__version__} is built without CUDA; install a CUDA build of torch "
+            "(PyPI's Linux wheel) to run torch_cuda"
+        )
     if not torch.cuda.is_available():
         return f"no NVIDIA GPU visible to torch {torch.__version__} (CUDA {torch.version.cuda})"
     return None
@@ -74,8 +76,7 @@ class TorchCudaBackend:
         module: Callable[..., torch.Tensor] = load_output_only(model).to(device="cuda", dtype=dtype)
         if compile_mode != "none":
             module = torch.compile(module, mode=compile_mode, dynamic=False)
-        return ModulePredictor(module, device="cuda",
-                               first_call_key="compile_s" if compile_mode != "none" else None)
+        return ModulePredictor(module, device="cuda", first_call_key="compile_s" if compile_mode != "none" else None)
 
     def threads_in_use(self, predictor: Any) -> int | None:
         import torch

@@ -40,8 +40,7 @@ class TorchScriptBackend:
         # change the key, or an old trace would be reused.
         from tuner.backends._torch_common import TRACE_SEQ_LEN, TRACE_TEXT
 
-        return {"step": "torchscript-trace-freeze", "precision": precision,
-                "example": f"{TRACE_TEXT}|{TRACE_SEQ_LEN}"}
+        return {"step": "torchscript-trace-freeze", "precision": precision, "example": f"{TRACE_TEXT}|{TRACE_SEQ_LEN}"}
 
     def prepare(self, model: "ModelRef", config: dict[str, Any], cache: "ArtifactCache") -> str:
         _config.threads(config, self.name)
@@ -70,7 +69,8 @@ class TorchScriptBackend:
     def _artifact(self, model: "ModelRef", recipe: dict[str, Any], cache: "ArtifactCache") -> Path:
         # Keyed on this backend's libraries (search_spaces/torchscript.toml: torch, transformers).
         return cache.for_backend(self.name).get_or_build(
-            model, recipe, lambda out: trace_and_freeze(model, recipe["precision"], out))
+            model, recipe, lambda out: trace_and_freeze(model, recipe["precision"], out)
+        )
 
 
 def trace_and_freeze(model: "ModelRef", precision: str, out: Path) -> None:

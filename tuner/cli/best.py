@@ -13,11 +13,18 @@ from tuner.vocabulary import SINGLE_OBJECTIVES
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("best", help="print the stored winning configuration", description=__doc__)
     add_winner_arguments(p, SINGLE_OBJECTIVES, seq_len_help="which tuned length (required by env/shell when several)")
-    p.add_argument("--format", default="json", choices=["json", "env", "shell"],
-                   help="json: everything; env: unset/export lines to eval; shell: a command prefix (one per instance)")
-    p.add_argument("--from-similar", action="store_true",
-                   help="where this machine has no winner, the most similar machine's, marked as not measured here "
-                        "(docs/fleet.md)")
+    p.add_argument(
+        "--format",
+        default="json",
+        choices=["json", "env", "shell"],
+        help="json: everything; env: unset/export lines to eval; shell: a command prefix (one per instance)",
+    )
+    p.add_argument(
+        "--from-similar",
+        action="store_true",
+        help="where this machine has no winner, the most similar machine's, marked as not measured here "
+        "(docs/fleet.md)",
+    )
     add_db_argument(p)
     p.set_defaults(func=run)
 
@@ -53,8 +60,11 @@ def warn_not_measured_here(found: list) -> None:
     other = next((b for b in found if not b.measured_here and b.measured_on), None)
     if other is not None:
         on = other.measured_on
-        print(f"warning: not measured here: the winner of {on['hostname']} ({on['fingerprint']}, {on['similarity']}); "
-              f"`tuner auto --model {other.model}` tunes this machine", file=sys.stderr)
+        print(
+            f"warning: not measured here: the winner of {on['hostname']} ({on['fingerprint']}, {on['similarity']}); "
+            f"`tuner auto --model {other.model}` tunes this machine",
+            file=sys.stderr,
+        )
 
 
 def warn_if_stale(args: argparse.Namespace, found: list) -> None:
@@ -67,12 +77,16 @@ def warn_if_stale(args: argparse.Namespace, found: list) -> None:
 
     store = Store.open(args.db, read_only=True)
     try:
-        statuses = judge_winners(store, detect(), found[0].model_hash, [b.seq_len for b in found], args.batch,
-                                 args.objective)
+        statuses = judge_winners(
+            store, detect(), found[0].model_hash, [b.seq_len for b in found], args.batch, args.objective
+        )
     finally:
         store.close()
     for status in statuses:
         if status.state in ("stale", "drifted"):
-            print(f"warning: the winner for {args.model} at seq {status.seq_len} is {status.state}: "
-                  f"{'; '.join(status.reasons)}; `tuner nightly` (or `tuner auto --model {args.model}`) "
-                  "re-tunes it", file=sys.stderr)
+            print(
+                f"warning: the winner for {args.model} at seq {status.seq_len} is {status.state}: "
+                f"{'; '.join(status.reasons)}; `tuner nightly` (or `tuner auto --model {args.model}`) "
+                "re-tunes it",
+                file=sys.stderr,
+            )

@@ -16,21 +16,33 @@ from tuner.errors import UserError
 
 def add_db_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--db", metavar="URL", default=None,
+        "--db",
+        metavar="URL",
+        default=None,
         help="SQLAlchemy database URL (default: SQLite in the user data dir, $TUNER_DATA_DIR/tuner.db)",
     )
 
 
-def add_winner_arguments(parser: argparse.ArgumentParser, objectives: tuple[str, ...] | list[str],
-                         default_objective: str = "p50",
-                         seq_len_help: str = "which tuned length (required when several)") -> None:
+def add_winner_arguments(
+    parser: argparse.ArgumentParser,
+    objectives: tuple[str, ...] | list[str],
+    default_objective: str = "p50",
+    seq_len_help: str = "which tuned length (required when several)",
+) -> None:
     """--model, --seq-len, --batch and --objective of the commands that read a stored winner."""
-    parser.add_argument("--model", required=True,
-                        help="the model as it was tuned: local folder, installed model package or Hugging Face id")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="the model as it was tuned: local folder, installed model package or Hugging Face id",
+    )
     parser.add_argument("--seq-len", type=positive_int, default=None, metavar="S", help=seq_len_help)
     parser.add_argument("--batch", type=positive_int, default=1, help="the tuned batch size (default 1)")
-    parser.add_argument("--objective", default=default_objective, choices=objectives,
-                        help=f"which tuning's winner: the objective it was tuned for (default {default_objective})")
+    parser.add_argument(
+        "--objective",
+        default=default_objective,
+        choices=objectives,
+        help=f"which tuning's winner: the objective it was tuned for (default {default_objective})",
+    )
 
 
 # -- argparse type functions: parse and check the range in one step ---------------------

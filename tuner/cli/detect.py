@@ -29,19 +29,32 @@ def format_machine(machine: MachineInfo) -> str:
     cpu, topo = machine.cpu, machine.topology
     fields: tuple[tuple[str, object], ...]
     if cpu.arch == "aarch64":  # MIDR fields, written as lscpu writes them
-        fields = (("architecture", cpu.family), ("part", f"{cpu.model:#x}" if cpu.model is not None else None),
-                  ("revision", cpu.stepping))
+        fields = (
+            ("architecture", cpu.family),
+            ("part", f"{cpu.model:#x}" if cpu.model is not None else None),
+            ("revision", cpu.stepping),
+        )
     else:
         fields = (("family", cpu.family), ("model", cpu.model), ("stepping", cpu.stepping))
     ident = ", ".join(f"{label} {value}" for label, value in fields if value is not None)
     lines = [
         ("host", machine.hostname),
-        ("cpu", f"{cpu.vendor or 'unknown vendor'} {cpu.model_name or 'unknown model'}"
-                + (f" ({ident})" if ident else "") + f", {cpu.arch}"),
-        ("topology", f"{_plural(topo.sockets, 'socket')}, {_plural(topo.cores, 'core')}, "
-                     f"{_plural(topo.threads_per_core, 'thread')} per core; {_plural(len(topo.logical_cpus), 'logical CPU')}"),
-        ("this process", f"CPUs {format_cpulist(machine.available_cpus)} "
-                         f"({_plural(machine.physical_cores_available, 'physical core')})"),
+        (
+            "cpu",
+            f"{cpu.vendor or 'unknown vendor'} {cpu.model_name or 'unknown model'}"
+            + (f" ({ident})" if ident else "")
+            + f", {cpu.arch}",
+        ),
+        (
+            "topology",
+            f"{_plural(topo.sockets, 'socket')}, {_plural(topo.cores, 'core')}, "
+            f"{_plural(topo.threads_per_core, 'thread')} per core; {_plural(len(topo.logical_cpus), 'logical CPU')}",
+        ),
+        (
+            "this process",
+            f"CPUs {format_cpulist(machine.available_cpus)} "
+            f"({_plural(machine.physical_cores_available, 'physical core')})",
+        ),
     ]
     for node, cpus in sorted(topo.numa_nodes.items()):
         lines.append(("numa" if node == min(topo.numa_nodes) else "", f"node {node}: CPUs {format_cpulist(cpus)}"))
@@ -51,13 +64,21 @@ def format_machine(machine: MachineInfo) -> str:
     if machine.gpus:
         for gpu in machine.gpus:
             capability = f", compute {gpu.compute_capability}" if gpu.compute_capability else ""
-            lines.append(("gpu" if gpu.index == machine.gpus[0].index else "",
-                          f"{gpu.index}: {gpu.name}, {gpu.memory_mib} MiB, driver {gpu.driver}{capability}"))
+            lines.append(
+                (
+                    "gpu" if gpu.index == machine.gpus[0].index else "",
+                    f"{gpu.index}: {gpu.name}, {gpu.memory_mib} MiB, driver {gpu.driver}{capability}",
+                )
+            )
     else:
         lines.append(("gpu", machine.gpu_note or "no NVIDIA GPU"))
     lines.append(("libraries", ", ".join(f"{name} {version or '-'}" for name, version in machine.libraries.items())))
-    lines.append(("fingerprint", f"{machine.fingerprint} (hardware {machine.hardware_fingerprint}, "
-                                 f"software {machine.software_fingerprint})"))
+    lines.append(
+        (
+            "fingerprint",
+            f"{machine.fingerprint} (hardware {machine.hardware_fingerprint}, software {machine.software_fingerprint})",
+        )
+    )
     width = max(len(label) for label, _ in lines)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in lines)
 

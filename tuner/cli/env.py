@@ -23,8 +23,13 @@ def add_parser(subparsers: Any) -> None:
     create = actions.add_parser("create", help="build an environment (pip downloads; IPEX is about 4 GB)")
     create.add_argument("name", help="the environment, as `tuner env list` names it (e.g. ipex)")
     create.add_argument("--force", action="store_true", help="rebuild even if it is ready")
-    create.add_argument("--find-links", action="append", default=[], metavar="DIR",
-                        help="also look for wheels in DIR (pip --find-links; repeatable), e.g. for a machine offline")
+    create.add_argument(
+        "--find-links",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also look for wheels in DIR (pip --find-links; repeatable), e.g. for a machine offline",
+    )
     create.add_argument("--quiet", action="store_true", help="hide pip's output unless it fails")
     create.set_defaults(func=run_create)
     remove = actions.add_parser("remove", help="delete an environment")
@@ -45,11 +50,19 @@ def run_list(args: argparse.Namespace) -> int:
     rows = []
     for name, (decl, backends) in declared_envs().items():
         state = env_state(decl)
-        rows.append({
-            "name": name, "status": state.status, "backends": backends, "path": str(state.path),
-            "packages": list(decl.packages), "installed": state.manifest.get("installed", {}),
-            "size_bytes": state.manifest.get("size_bytes"), "why": state.why, "help": decl.help,
-        })
+        rows.append(
+            {
+                "name": name,
+                "status": state.status,
+                "backends": backends,
+                "path": str(state.path),
+                "packages": list(decl.packages),
+                "installed": state.manifest.get("installed", {}),
+                "size_bytes": state.manifest.get("size_bytes"),
+                "why": state.why,
+                "help": decl.help,
+            }
+        )
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=2))
         return 0
@@ -77,8 +90,11 @@ def run_create(args: argparse.Namespace) -> int:
     state = create_env(args.name, force=args.force, find_links=args.find_links, quiet=args.quiet)
     installed = ", ".join(f"{k} {v}" for k, v in sorted(state.manifest.get("installed", {}).items()))
     seconds = state.manifest.get("build_seconds")
-    print(f"environment {args.name!r} is ready ({installed}; {_size(state.manifest.get('size_bytes'))}"
-          + (f", built in {seconds:.0f} s" if isinstance(seconds, (int, float)) else "") + ")")
+    print(
+        f"environment {args.name!r} is ready ({installed}; {_size(state.manifest.get('size_bytes'))}"
+        + (f", built in {seconds:.0f} s" if isinstance(seconds, (int, float)) else "")
+        + ")"
+    )
     print(f"backends using it: {', '.join(state.manifest.get('backends', []))}; `tuner space` now lists them")
     return 0
 

@@ -14,9 +14,13 @@ from tuner.vocabulary import SINGLE_OBJECTIVES
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="write the winning artifact, config.json and run.sh", description=__doc__)
     add_winner_arguments(p, SINGLE_OBJECTIVES)
-    p.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="the folder to write (written beside it first, then moved into place: a failure leaves it "
-                        "as it was)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the folder to write (written beside it first, then moved into place: a failure leaves it as it was)",
+    )
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     add_db_argument(p)
     p.set_defaults(func=run)
@@ -29,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     best = best_config(args.model, args.seq_len, args.batch, args.objective, args.db)
     data = export(best, args.out, args.force)
     artifact = data["artifact"]
-    print(f"wrote {args.out}/model/ ({artifact['kind']}: {', '.join(artifact['files'])}), "
-          f"{args.out}/{CONFIG_FILE}, {args.out}/{RUN_SCRIPT}")
+    print(
+        f"wrote {args.out}/model/ ({artifact['kind']}: {', '.join(artifact['files'])}), "
+        f"{args.out}/{CONFIG_FILE}, {args.out}/{RUN_SCRIPT}"
+    )
     print(f"run a server under the winning settings: {args.out}/{RUN_SCRIPT} CMD ARGS...")
     return 0

@@ -16,11 +16,20 @@ from tuner.vocabulary import SINGLE_OBJECTIVES
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("launch", help="run a command under the winning binding, allocator and environment",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "launch",
+        help="run a command under the winning binding, allocator and environment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_winner_arguments(p, SINGLE_OBJECTIVES)
-    p.add_argument("--instance", type=non_negative_int, default=None, metavar="I",
-                   help="throughput winners: run only this instance (0-based) instead of all of them")
+    p.add_argument(
+        "--instance",
+        type=non_negative_int,
+        default=None,
+        metavar="I",
+        help="throughput winners: run only this instance (0-based) instead of all of them",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="print what is applied (to stderr) first")
     add_db_argument(p)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")

@@ -28,20 +28,45 @@ if TYPE_CHECKING:
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("measure", help="run one configuration as one trial and show what it got",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "measure",
+        help="run one configuration as one trial and show what it got",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", required=True, help="local folder, installed model package, or cached Hugging Face id")
-    p.add_argument("--seq-len", type=int_between(1, 8192), default=128, metavar="S",
-                   help="sequence length, 1-8192 (default 128)")
+    p.add_argument(
+        "--seq-len", type=int_between(1, 8192), default=128, metavar="S", help="sequence length, 1-8192 (default 128)"
+    )
     p.add_argument("--batch", type=positive_int, default=1, help="sentences per call, 1 or more (default 1)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="a configuration key (repeat); e.g. backend=torch, threads=1, allocator=jemalloc")
-    p.add_argument("--objective", default=None, choices=SINGLE_OBJECTIVES,
-                   help="which space the keys come from (default: throughput when instances is set, else p50)")
-    p.add_argument("--min-time", type=positive_float, default=1.0, metavar="SECONDS",
-                   help="time for at least this long after warm-up, above 0 (default 1.0)")
-    p.add_argument("--timeout", type=positive_float, default=600.0, metavar="SECONDS",
-                   help="seconds before the trial is killed, above 0 (default 600)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a configuration key (repeat); e.g. backend=torch, threads=1, allocator=jemalloc",
+    )
+    p.add_argument(
+        "--objective",
+        default=None,
+        choices=SINGLE_OBJECTIVES,
+        help="which space the keys come from (default: throughput when instances is set, else p50)",
+    )
+    p.add_argument(
+        "--min-time",
+        type=positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="time for at least this long after warm-up, above 0 (default 1.0)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="seconds before the trial is killed, above 0 (default 600)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for a tuning run on this machine instead of refusing")
     p.add_argument("--json", action="store_true", help="the whole result as JSON")
     p.set_defaults(func=run)
@@ -97,11 +122,22 @@ def build_config(space: Space, sets: dict[str, str]) -> tuple[dict[str, Any], li
             continue
         value = _scalar(sets[dim.name])
         if not dim.allows(value):
-            pruned = next((p for p in space.pruned if p.dimension == dim.name and p.backend == dim.owner
-                           and _same_kind(p.choice, value) and p.choice == value), None)
+            pruned = next(
+                (
+                    p
+                    for p in space.pruned
+                    if p.dimension == dim.name
+                    and p.backend == dim.owner
+                    and _same_kind(p.choice, value)
+                    and p.choice == value
+                ),
+                None,
+            )
             if pruned is None:
-                raise UserError(f"{dim.name}={sets[dim.name]} is not allowed for backend {backend} "
-                                f"(allowed: {dim.describe_values()})")
+                raise UserError(
+                    f"{dim.name}={sets[dim.name]} is not allowed for backend {backend} "
+                    f"(allowed: {dim.describe_values()})"
+                )
             warnings.append(f"{dim.name}={sets[dim.name]} is pruned from the space here: {pruned.reason}")
         config[dim.name] = value
     return config, warnings
@@ -135,13 +171,28 @@ def run(args: argparse.Namespace) -> int:
         reference = runner.reference(workload)
         result, plan = runner.run(workload, config, reference)
     if args.json:
-        print(json.dumps({
-            "model": model.model_id, "seq_len": args.seq_len, "batch": args.batch, "config": config,
-            "status": result.status, "reason": result.reason, "stats": result.stats, "accuracy": result.accuracy,
-            "plan": {"prefix": plan.prefix, "env": plan.env, "unset": plan.unset, "notes": plan.notes},
-            "effective": result.effective, "timings": result.timings,
-            "flags": result.flags, "warnings": stability_warnings(result.stats, flags=result.flags),
-        }, indent=2, sort_keys=True, default=str))
+        print(
+            json.dumps(
+                {
+                    "model": model.model_id,
+                    "seq_len": args.seq_len,
+                    "batch": args.batch,
+                    "config": config,
+                    "status": result.status,
+                    "reason": result.reason,
+                    "stats": result.stats,
+                    "accuracy": result.accuracy,
+                    "plan": {"prefix": plan.prefix, "env": plan.env, "unset": plan.unset, "notes": plan.notes},
+                    "effective": result.effective,
+                    "timings": result.timings,
+                    "flags": result.flags,
+                    "warnings": stability_warnings(result.stats, flags=result.flags),
+                },
+                indent=2,
+                sort_keys=True,
+                default=str,
+            )
+        )
     else:
         print_result(config, workload, result, plan)
     return 0 if result.status == S.OK else 1
@@ -156,8 +207,10 @@ def print_result(config: dict[str, Any], workload: Workload, result: TrialResult
     print(f"  status     {result.status}" + (f": {result.reason}" if result.reason else ""))
     stats = result.stats
     if stats.get("n"):
-        print(f"  latency    median {format_ms(stats.get('median'))} ms  p90 {format_ms(stats.get('p90'))} ms  "
-              f"p99 {format_ms(stats.get('p99'))} ms  ({int(stats['n'])} calls, cv {stats.get('cv', 0):.1%})")
+        print(
+            f"  latency    median {format_ms(stats.get('median'))} ms  p90 {format_ms(stats.get('p90'))} ms  "
+            f"p99 {format_ms(stats.get('p99'))} ms  ({int(stats['n'])} calls, cv {stats.get('cv', 0):.1%})"
+        )
     for warning in stability_warnings(stats, flags=result.flags):
         print(f"  warning    {warning}")
     if "throughput" in stats:

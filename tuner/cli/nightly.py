@@ -29,34 +29,83 @@ DEFAULT_AT = "03:00"
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("nightly", help="re-tune stale or missing winners, verify fresh ones",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget", type=_duration, default=None, metavar="DURATION",
-                   help="wall-clock budget of the whole run, above 0, e.g. 1h (split across models)")
-    p.add_argument("--trials", type=positive_int, default=None, metavar="N", help="measured trials per re-tune (default: as last tuned, else 30)")
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="TOML: more models and workloads to keep tuned, and the run's defaults (docs/nightly.md)")
+    p = subparsers.add_parser(
+        "nightly",
+        help="re-tune stale or missing winners, verify fresh ones",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--budget",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="wall-clock budget of the whole run, above 0, e.g. 1h (split across models)",
+    )
+    p.add_argument(
+        "--trials",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="measured trials per re-tune (default: as last tuned, else 30)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="TOML: more models and workloads to keep tuned, and the run's defaults (docs/nightly.md)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan, one reason per line; change nothing")
     p.add_argument("--json", action="store_true", help="the plan (--dry-run), the run or the last run as JSON")
     p.add_argument("--last", action="store_true", help="show the last nightly run of this machine")
-    p.add_argument("--rounds", type=int_at_least(3), default=None, metavar="R",
-                   help="verify: fresh processes per side (default: the config's, else 5; at least 3)")
-    p.add_argument("--min-time", type=positive_float, default=1.0, metavar="SECONDS",
-                   help="time each trial and replay for at least this long (default 1.0)")
-    p.add_argument("--noise-wait", type=non_negative_float, default=3.0, metavar="SECONDS",
-                   help="before a run, wait up to this long for a busy machine to calm down (default 3)")
-    p.add_argument("--noise-retries", type=non_negative_int, default=1, metavar="N",
-                   help="re-run a trial or replay timed while other processes used its CPUs, up to N times (default 1)")
-    p.add_argument("--lock-timeout", type=_duration_text, default="30m", metavar="DURATION",
-                   help="wait this long for another tuning run to release the machine, then exit 1 (default 30m)")
+    p.add_argument(
+        "--rounds",
+        type=int_at_least(3),
+        default=None,
+        metavar="R",
+        help="verify: fresh processes per side (default: the config's, else 5; at least 3)",
+    )
+    p.add_argument(
+        "--min-time",
+        type=positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="time each trial and replay for at least this long (default 1.0)",
+    )
+    p.add_argument(
+        "--noise-wait",
+        type=non_negative_float,
+        default=3.0,
+        metavar="SECONDS",
+        help="before a run, wait up to this long for a busy machine to calm down (default 3)",
+    )
+    p.add_argument(
+        "--noise-retries",
+        type=non_negative_int,
+        default=1,
+        metavar="N",
+        help="re-run a trial or replay timed while other processes used its CPUs, up to N times (default 1)",
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=_duration_text,
+        default="30m",
+        metavar="DURATION",
+        help="wait this long for another tuning run to release the machine, then exit 1 (default 30m)",
+    )
     scheduling = p.add_argument_group("scheduling")
-    scheduling.add_argument("--install", choices=["systemd", "cron"], default=None,
-                            help="write a systemd service and timer, or a crontab line, that run this command nightly")
+    scheduling.add_argument(
+        "--install",
+        choices=["systemd", "cron"],
+        default=None,
+        help="write a systemd service and timer, or a crontab line, that run this command nightly",
+    )
     scheduling.add_argument("--uninstall", action="store_true", help="remove exactly what --install wrote")
     scheduling.add_argument("--user", action="store_true", help="the user's units or crontab, not the system's")
     scheduling.add_argument("--at", default=DEFAULT_AT, metavar="HH:MM", help=f"time of day (default {DEFAULT_AT})")
-    scheduling.add_argument("--print", action="store_true", dest="print_only",
-                            help="print what --install would write, write nothing")
+    scheduling.add_argument(
+        "--print", action="store_true", dest="print_only", help="print what --install would write, write nothing"
+    )
     add_db_argument(p)
     p.set_defaults(func=run)
 
@@ -99,24 +148,42 @@ def run(args: argparse.Namespace) -> int:
     from tuner.nightly.run import EXIT_ERROR, Nightly, RunSettings, plan_for, take_lock
     from tuner.store import Store
 
-    settings = RunSettings(db_url=args.db, budget_s=budget, trials=args.trials, rounds=args.rounds or config.rounds or 5,
-                           min_time=args.min_time, noise_wait_s=args.noise_wait, noise_retries=args.noise_retries,
-                           lock_timeout_s=lock_timeout,
-                           config=config)
+    settings = RunSettings(
+        db_url=args.db,
+        budget_s=budget,
+        trials=args.trials,
+        rounds=args.rounds or config.rounds or 5,
+        min_time=args.min_time,
+        noise_wait_s=args.noise_wait,
+        noise_retries=args.noise_retries,
+        lock_timeout_s=lock_timeout,
+        config=config,
+    )
     machine = detect()
     store = Store.open(args.db)
     try:
         if args.dry_run:
             planned = plan_for(store, machine, settings)
             if args.json:
-                print(json.dumps({"machine": machine.fingerprint, "hostname": machine.hostname,
-                                  "previous_hosts": planned.previous_hosts,
-                                  "plan": [i.to_dict() for i in planned.items]}, indent=2))
+                print(
+                    json.dumps(
+                        {
+                            "machine": machine.fingerprint,
+                            "hostname": machine.hostname,
+                            "previous_hosts": planned.previous_hosts,
+                            "plan": [i.to_dict() for i in planned.items],
+                        },
+                        indent=2,
+                    )
+                )
             else:
                 _print_plan(machine, planned.items, planned.previous_hosts)
             return 0
-        say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
-            (lambda line: print(line, flush=True))
+        say = (
+            (lambda line: print(line, file=sys.stderr, flush=True))
+            if args.json
+            else (lambda line: print(line, flush=True))
+        )
         try:
             lock = take_lock(lock_timeout, "tuner nightly", say)
         except UserError as exc:  # LockedError: the scheduler sees 1, the journal the line
@@ -134,13 +201,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_plan(machine, plan, previous_hosts) -> None:
-    print(f"plan for {machine.hostname} ({machine.cpu.model_name}, fingerprint {machine.fingerprint}); "
-          "--dry-run: nothing is changed")
+    print(
+        f"plan for {machine.hostname} ({machine.cpu.model_name}, fingerprint {machine.fingerprint}); "
+        "--dry-run: nothing is changed"
+    )
     if previous_hosts:
-        print(f"(the winners of {', '.join(previous_hosts)} count as this machine's past: the database came from there)")
+        print(
+            f"(the winners of {', '.join(previous_hosts)} count as this machine's past: the database came from there)"
+        )
     if not plan:
-        print("nothing to do: no stored winner for this machine, a previous incarnation or a similar machine, "
-              "and no --config")
+        print(
+            "nothing to do: no stored winner for this machine, a previous incarnation or a similar machine, "
+            "and no --config"
+        )
         return
     width = max(len(i.label()) for i in plan)
     for item in plan:
@@ -148,10 +221,19 @@ def _print_plan(machine, plan, previous_hosts) -> None:
 
 
 def _run_dict(record) -> dict:
-    return {"id": record.id, "hostname": record.hostname, "fingerprint": record.fingerprint,
-            "started": record.started.isoformat(), "finished": record.finished.isoformat() if record.finished else None,
-            "status": record.status, "exit_code": record.exit_code, "settings": record.settings,
-            "plan": record.plan, "results": record.results, "summary": record.summary}
+    return {
+        "id": record.id,
+        "hostname": record.hostname,
+        "fingerprint": record.fingerprint,
+        "started": record.started.isoformat(),
+        "finished": record.finished.isoformat() if record.finished else None,
+        "status": record.status,
+        "exit_code": record.exit_code,
+        "settings": record.settings,
+        "plan": record.plan,
+        "results": record.results,
+        "summary": record.summary,
+    }
 
 
 def _last(args: argparse.Namespace) -> int:
@@ -174,8 +256,10 @@ def _last(args: argparse.Namespace) -> int:
         return 0
     ended = f"{record.finished:%Y-%m-%d %H:%M} UTC" if record.finished else "-"
     code = "" if record.exit_code is None else f", exit {record.exit_code}"
-    print(f"nightly run #{record.id} on {record.hostname}: {record.status}{code}; "
-          f"started {record.started:%Y-%m-%d %H:%M} UTC, finished {ended}")
+    print(
+        f"nightly run #{record.id} on {record.hostname}: {record.status}{code}; "
+        f"started {record.started:%Y-%m-%d %H:%M} UTC, finished {ended}"
+    )
     results = {r.get("key"): r for r in record.results or []}
     for item in record.plan:
         result = results.get(item.get("key"))

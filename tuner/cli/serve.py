@@ -22,8 +22,12 @@ def add_parser(subparsers: Any) -> None:
         default="127.0.0.1",
         help="address to bind (default 127.0.0.1; any non-loopback address needs --token-file)",
     )
-    p.add_argument("--port", type=int_between(0, 65535), default=DEFAULT_PORT,
-                   help=f"TCP port, 0-65535 (default {DEFAULT_PORT}; 0 picks a free one)")
+    p.add_argument(
+        "--port",
+        type=int_between(0, 65535),
+        default=DEFAULT_PORT,
+        help=f"TCP port, 0-65535 (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
     p.add_argument(
         "--token-file",
         type=Path,

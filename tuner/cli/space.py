@@ -27,9 +27,16 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="comma-separated backends to keep (default: all)",
     )
-    parser.add_argument("--space", dest="space_files", type=Path, action="append", default=[], metavar="FILE",
-                        help="a search-space TOML file of your own read over the shipped ones, as `tuner auto "
-                             "--space` reads it (repeatable)")
+    parser.add_argument(
+        "--space",
+        dest="space_files",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a search-space TOML file of your own read over the shipped ones, as `tuner auto "
+        "--space` reads it (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print the space as JSON")
     parser.set_defaults(func=run)
 
@@ -42,9 +49,13 @@ def format_space(space: Space) -> str:
     lines: list[str] = []
     for backend in space.backends:
         dims = space.dimensions(backend)
-        marker = "  (stock default: " + ", ".join(
-            f"{k}={_value(v)}" for k, v in space.default_config().items() if k != "backend"
-        ) + ")" if backend == space.default_backend else ""
+        marker = (
+            "  (stock default: "
+            + ", ".join(f"{k}={_value(v)}" for k, v in space.default_config().items() if k != "backend")
+            + ")"
+            if backend == space.default_backend
+            else ""
+        )
         lines.append(f"{backend}{marker}")
         if backend in space.notes:
             lines.append(f"  note: {space.notes[backend]}")

@@ -17,8 +17,12 @@ from tuner.cli.common import add_db_argument
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("status", help="whether each stored winner is fresh, stale, drifted or missing here",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "status",
+        help="whether each stored winner is fresh, stale, drifted or missing here",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", default=None, help="only this model (the name it was tuned under)")
     p.add_argument("--json", action="store_true", help="the table as JSON, with what each winner depends on")
     add_db_argument(p)
@@ -37,15 +41,29 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"machine": {"hostname": machine.hostname, "fingerprint": machine.fingerprint,
-                                      "hardware_fingerprint": machine.hardware_fingerprint,
-                                      "cpu": machine.cpu.model_name, "libraries": machine.libraries},
-                          "winners": [s.to_dict() for s in statuses]}, indent=2, sort_keys=True))
+        print(
+            json.dumps(
+                {
+                    "machine": {
+                        "hostname": machine.hostname,
+                        "fingerprint": machine.fingerprint,
+                        "hardware_fingerprint": machine.hardware_fingerprint,
+                        "cpu": machine.cpu.model_name,
+                        "libraries": machine.libraries,
+                    },
+                    "winners": [s.to_dict() for s in statuses],
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
         return 0
     print(f"machine {machine.hostname}: {machine.cpu.model_name}, fingerprint {machine.fingerprint}")
     if not statuses:
-        print("no stored winner for this machine, a previous incarnation of it or a similar machine; "
-              "run `tuner auto --model M` first")
+        print(
+            "no stored winner for this machine, a previous incarnation of it or a similar machine; "
+            "run `tuner auto --model M` first"
+        )
         return 0
     print_table(statuses)
     return 0
@@ -56,16 +74,24 @@ def print_table(statuses) -> None:
     head = ("model", "seq", "batch", "objective", "state", "winner")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
     for row, status in zip([head, *rows], [None, *statuses]):
-        print("  ".join(cell.ljust(w) if i not in (1, 2) else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths))) + "  " + row[-1])
+        print(
+            "  ".join(
+                cell.ljust(w) if i not in (1, 2) else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
+            )
+            + "  "
+            + row[-1]
+        )
         if status is None:
             continue
         for reason in status.reasons:
             print(f"    {reason}")
         if status.state == "fresh":
             verify = status.verify
-            print(f"    verified {verify.when:%Y-%m-%d %H:%M} UTC: {verify.describe()}" if verify
-                  else "    not verified since it was chosen (`tuner verify`)")
+            print(
+                f"    verified {verify.when:%Y-%m-%d %H:%M} UTC: {verify.describe()}"
+                if verify
+                else "    not verified since it was chosen (`tuner verify`)"
+            )
 
 
 def _winner(status) -> str:

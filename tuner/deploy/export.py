@@ -32,8 +32,16 @@ from tuner.errors import DiskFullError, UserError, free_mb, is_disk_full
 EXPORT_FORMAT = 1
 CONFIG_FILE = "config.json"
 RUN_SCRIPT = "run.sh"
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                    "merges.txt", "sentencepiece.bpe.model", "spiece.model", "added_tokens.json")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "added_tokens.json",
+)
 
 
 def _copy_files(source: Path, target: Path, names: tuple[str, ...] | None = None) -> list[str]:
@@ -112,12 +120,21 @@ def export(best: BestConfig, out: Path, force: bool = False) -> dict[str, Any]:
         if key is None:
             artifact: dict[str, Any] = {"kind": "model folder", "files": files[0]}
         else:
-            artifact = {"kind": "converted", "key": key, "recipe": backend.recipe(config),
-                        "last_step": cache.meta(key).get("recipe"), "files": files[0]}
+            artifact = {
+                "kind": "converted",
+                "key": key,
+                "recipe": backend.recipe(config),
+                "last_step": cache.meta(key).get("recipe"),
+                "files": files[0],
+            }
         data = {
             "format": EXPORT_FORMAT,
-            "model": {"id": model.model_id, "content_hash": model.content_hash, "task": model.task,
-                      "source": model.path},
+            "model": {
+                "id": model.model_id,
+                "content_hash": model.content_hash,
+                "task": model.task,
+                "source": model.path,
+            },
             "workload": {"seq_len": best.seq_len, "batch": best.batch},
             "objective": best.objective,
             "config": best.config,

@@ -71,7 +71,8 @@ def with_interpreter(best: BestConfig, command: list[str]) -> list[str]:
     if best.python is None:
         raise UserError(f"the winner runs on {backend}, whose environment is not ready: {'; '.join(best.notes)}")
     if command[0] in _PYTHONS or os.path.realpath(shutil.which(command[0]) or command[0]) == os.path.realpath(
-            sys.executable):
+        sys.executable
+    ):
         return [best.python, *command[1:]]
     raise UserError(
         f"the winner runs on {backend}, which needs the interpreter of its own environment ({best.python}); "
@@ -87,7 +88,9 @@ def launch(best: BestConfig, command: list[str], instance: int | None = None, ve
     command = with_interpreter(best, command)
     slots = best.instances or [(best.prefix, best.env)]
     if instance is not None and not 0 <= instance < len(slots):
-        raise UserError(f"--instance {instance}: the winner runs {len(slots)} instance(s), numbered 0..{len(slots) - 1}")
+        raise UserError(
+            f"--instance {instance}: the winner runs {len(slots)} instance(s), numbered 0..{len(slots) - 1}"
+        )
     if verbose:
         for line in describe(best, instance if len(slots) > 1 else None):
             print(f"tuner launch: {line}", file=sys.stderr)
@@ -104,10 +107,7 @@ def launch(best: BestConfig, command: list[str], instance: int | None = None, ve
 
 
 def _run_all(slots: list[tuple[list[str], dict[str, str]]], command: list[str], unset: list[str]) -> int:
-    children = [
-        subprocess.Popen([*prefix, *command], env=environment(os.environ, env, unset))
-        for prefix, env in slots
-    ]
+    children = [subprocess.Popen([*prefix, *command], env=environment(os.environ, env, unset)) for prefix, env in slots]
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:

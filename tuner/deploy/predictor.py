@@ -80,7 +80,7 @@ class TunedPredictor:
             raise ValueError("no texts to run")
         rows = []
         for start in range(0, len(items), self.batch):
-            chunk = items[start:start + self.batch]
+            chunk = items[start : start + self.batch]
             padded = chunk + [chunk[-1]] * (self.batch - len(chunk))  # the tuned batch size, always
             inputs = self._inputs(padded)
             p = self._backend
@@ -158,7 +158,6 @@ def load_best(
     from tuner.backends import get_backend
     from tuner.deploy.lookup import best_config
     from tuner.hardware import detect
-    from tuner.model import resolve_model
     from tuner.trial import probe
     from tuner.trial.plan import plan_runtime, threads_per_instance
 
@@ -199,6 +198,7 @@ def load_best(
             warnings.warn(
                 f"{model} runs without the tuned runtime settings: {'; '.join(predictor.runtime_differences)}. "
                 f"Start this process with `tuner launch --model {model} --seq-len {tuned_len} -- CMD`.",
-                RuntimeSettingsWarning, stacklevel=2,
+                RuntimeSettingsWarning,
+                stacklevel=2,
             )
     return predictor

@@ -45,6 +45,7 @@ _LINK_FILE = "tuner-source.pth"
 # The tuner package folder this code runs from.
 _PACKAGE = Path(__file__).resolve().parents[1]
 
+
 def worker_python(config: dict[str, Any]) -> str | None:
     """The interpreter ``config``'s trial runs with: None for the tuner's own, else the
     backend's environment. Raises UserError (with the command to run) when it is not ready."""
@@ -78,8 +79,10 @@ def _run(argv: Sequence[str], quiet: bool) -> None:
         returncode, output = subprocess.run(list(argv)).returncode, ""
     if returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-15:])
-        raise UserError(f"`{' '.join(argv[:4])} ...` failed with exit code {returncode}"
-                        + (f":\n{tail}" if tail else " (its output is above)"))
+        raise UserError(
+            f"`{' '.join(argv[:4])} ...` failed with exit code {returncode}"
+            + (f":\n{tail}" if tail else " (its output is above)")
+        )
 
 
 @contextmanager
@@ -97,8 +100,14 @@ def _locked(name: str) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def create_env(name: str, *, force: bool = False, find_links: Sequence[str] = (), quiet: bool = False,
-               base_python: str | None = None) -> EnvState:
+def create_env(
+    name: str,
+    *,
+    force: bool = False,
+    find_links: Sequence[str] = (),
+    quiet: bool = False,
+    base_python: str | None = None,
+) -> EnvState:
     """Build environment ``name`` as its backend file declares it.
 
     A ready, current environment is left alone unless ``force``; anything else in the
@@ -153,8 +162,12 @@ def _base_python() -> str:
 
 
 def _site_packages(python: str) -> Path:
-    out = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return Path(out.stdout.strip())
 
 
@@ -167,8 +180,7 @@ def _link_tuner(python: str) -> str:
     if source is not None:
         (site / _LINK_FILE).write_text(f"{source}\n")
         return str(source)
-    shutil.copytree(_PACKAGE, site / "tuner",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(_PACKAGE, site / "tuner", ignore=shutil.ignore_patterns("__pycache__"))
     return "copy"
 
 
@@ -196,7 +208,9 @@ def _check_imports(python: str, decl: EnvDecl) -> dict[str, str]:
     done = subprocess.run([python, "-c", _CHECK, *modules], input=json.dumps(names), capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-8:])
-        raise UserError(f"environment {decl.name!r} installed, but importing {', '.join(modules)} in it failed:\n{tail}")
+        raise UserError(
+            f"environment {decl.name!r} installed, but importing {', '.join(modules)} in it failed:\n{tail}"
+        )
     versions: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
     return versions
 

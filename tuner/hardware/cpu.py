@@ -9,9 +9,10 @@ model name); it is never used for a fixture root, where it would describe the ho
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 # The features that decide which kernels a framework can pick. The space names only
 # these in its ISA requirements, so a typo in a space file is caught at load time.

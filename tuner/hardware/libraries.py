@@ -31,17 +31,20 @@ class Library:
 
 LIBRARIES: dict[str, Library] = {
     "jemalloc": Library(
-        "jemalloc", ("libjemalloc.so.2", "libjemalloc.so"),
+        "jemalloc",
+        ("libjemalloc.so.2", "libjemalloc.so"),
         "install libjemalloc2 (scripts/install-system-packages.sh) or `conda install jemalloc`",
     ),
     # The minimal build is what Debian packages on its own and all a preload needs
     # (the full one adds the heap profiler).
     "tcmalloc": Library(
-        "tcmalloc", ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libtcmalloc_minimal.so", "libtcmalloc.so"),
+        "tcmalloc",
+        ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libtcmalloc_minimal.so", "libtcmalloc.so"),
         "install libtcmalloc-minimal4 (scripts/install-system-packages.sh) or `conda install gperftools`",
     ),
     "iomp5": Library(
-        "iomp5", ("libiomp5.so",),
+        "iomp5",
+        ("libiomp5.so",),
         "`pip install intel-openmp` (it lands in <venv>/lib) or `conda install intel-openmp`",
     ),
 }

@@ -163,8 +163,10 @@ def detect(root: str | None = None, nvml: object | None = None) -> MachineInfo:
         here = bool(override) and Path(override).resolve() != Path("/")
         root = override if here else "/"
         if here and not (Path(root) / "proc" / "cpuinfo").is_file():
-            raise UserError(f"${HW_ROOT_ENV}={override} has no proc/cpuinfo; point it at a captured machine's tree "
-                            "(e.g. tests/fixtures/cpus/zen4) or unset it")
+            raise UserError(
+                f"${HW_ROOT_ENV}={override} has no proc/cpuinfo; point it at a captured machine's tree "
+                "(e.g. tests/fixtures/cpus/zen4) or unset it"
+            )
     if nvml is not None:
         return _detect(Path(root).resolve(), nvml, here)
     return _detect_cached(str(Path(root).resolve()), here)

@@ -57,8 +57,7 @@ def isa_class(cpu: Mapping[str, Any]) -> str:
     return str(arch)
 
 
-def similarity(here_hardware: str, here_info: Mapping[str, Any], hardware: str,
-               info: Mapping[str, Any]) -> Similarity:
+def similarity(here_hardware: str, here_info: Mapping[str, Any], hardware: str, info: Mapping[str, Any]) -> Similarity:
     """How close the machine of (``hardware`` fingerprint, stored ``info``) is to this
     one's; a machine stored without CPU facts is only ever ``ANY`` (or the same hardware)."""
     if hardware == here_hardware:

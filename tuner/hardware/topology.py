@@ -138,9 +138,7 @@ def read_topology(root: Path, cpuinfo_text: str = "") -> Topology:
     if online:
         logical = parse_cpulist(online)
     else:
-        logical = sorted(
-            int(p.name[3:]) for p in (system / "cpu").glob("cpu[0-9]*") if p.name[3:].isdigit()
-        )
+        logical = sorted(int(p.name[3:]) for p in (system / "cpu").glob("cpu[0-9]*") if p.name[3:].isdigit())
     proc_ids = _proc_core_ids(cpuinfo_text) if cpuinfo_text else {}
     if not logical:
         logical = sorted(proc_ids) or [0]

@@ -66,8 +66,12 @@ class NightlyConfig:
 
     def entry_for(self, model: str, seq_len: int, batch: int, objective: str) -> ModelEntry | None:
         for entry in self.models:
-            if (entry.model == model and seq_len in entry.seq_lens and entry.batch == batch
-                    and entry.objective == objective):
+            if (
+                entry.model == model
+                and seq_len in entry.seq_lens
+                and entry.batch == batch
+                and entry.objective == objective
+            ):
                 return entry
         return None
 
@@ -99,7 +103,7 @@ class _Reader:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str):
-            raise self.fail(where, f"{key} must be a duration such as \"30m\", not {value!r}")
+            raise self.fail(where, f'{key} must be a duration such as "30m", not {value!r}')
         try:
             return parse_duration(value, key)
         except UserError as exc:
@@ -135,28 +139,40 @@ def load_config(path: str | Path | None) -> NightlyConfig:
     entries = []
     for i, table in enumerate(models, 1):
         where = f"[[models]] #{i}"
-        read.unknown(table, {"model", "seq_lens", "batch", "objective", "backends", "trials", "budget", "finalists"},
-                     where)
+        read.unknown(
+            table, {"model", "seq_lens", "batch", "objective", "backends", "trials", "budget", "finalists"}, where
+        )
         model = table.get("model")
         if not isinstance(model, str) or not model:
             raise read.fail(where, "model is required: a local folder, an installed model package or a cached id")
         seq_lens = table.get("seq_lens", [16, 128])
-        if (not isinstance(seq_lens, list) or not seq_lens
-                or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 8192 for s in seq_lens)):
+        if (
+            not isinstance(seq_lens, list)
+            or not seq_lens
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 8192 for s in seq_lens)
+        ):
             raise read.fail(where, f"seq_lens must be a list of lengths between 1 and 8192, not {seq_lens!r}")
         objective = table.get("objective", "p50")
         if objective not in SINGLE_OBJECTIVES:
             raise read.fail(where, f"objective {objective!r} is not one of {', '.join(SINGLE_OBJECTIVES)}")
-        entries.append(ModelEntry(
-            model=model, seq_lens=tuple(seq_lens), batch=read.integer(table, "batch", where) or 1,
-            objective=objective, backends=read.strings(table, "backends", where),
-            trials=read.integer(table, "trials", where), budget_s=read.duration(table, "budget", where),
-            finalists=read.integer(table, "finalists", where, low=0),
-        ))
+        entries.append(
+            ModelEntry(
+                model=model,
+                seq_lens=tuple(seq_lens),
+                batch=read.integer(table, "batch", where) or 1,
+                objective=objective,
+                backends=read.strings(table, "backends", where),
+                trials=read.integer(table, "trials", where),
+                budget_s=read.duration(table, "budget", where),
+                finalists=read.integer(table, "finalists", where, low=0),
+            )
+        )
     verify_after = read.duration(data, "verify_after", "top level")
     return NightlyConfig(
-        path=str(file.resolve()), budget_s=read.duration(data, "budget", "top level"),
+        path=str(file.resolve()),
+        budget_s=read.duration(data, "budget", "top level"),
         trials=read.integer(data, "trials", "top level"),
         verify_after_s=DEFAULT_VERIFY_AFTER_S if verify_after is None else verify_after,
-        rounds=rounds, models=tuple(entries),
+        rounds=rounds,
+        models=tuple(entries),
     )

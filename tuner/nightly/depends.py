@@ -46,8 +46,11 @@ def library_changes(backend: str, then: Mapping[str, Any], now: Mapping[str, Any
 def other_library_changes(backend: str, then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """The changed libraries its backend does not use."""
     mine = set(libraries_of_backend(backend))
-    return [f"{name} {then.get(name) or 'absent'} -> {now.get(name) or 'absent'}"
-            for name in sorted(set(then) | set(now)) if name not in mine and then.get(name) != now.get(name)]
+    return [
+        f"{name} {then.get(name) or 'absent'} -> {now.get(name) or 'absent'}"
+        for name in sorted(set(then) | set(now))
+        if name not in mine and then.get(name) != now.get(name)
+    ]
 
 
 def _cores(info: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -93,4 +96,6 @@ def same_cpu(then: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
     """Whether two machines have the same CPU (vendor and model name): a "similar" machine."""
     old_cpu, new_cpu = then.get("cpu") or {}, now.get("cpu") or {}
     return bool(old_cpu.get("model_name")) and (old_cpu.get("vendor"), old_cpu.get("model_name")) == (
-        new_cpu.get("vendor"), new_cpu.get("model_name"))
+        new_cpu.get("vendor"),
+        new_cpu.get("model_name"),
+    )

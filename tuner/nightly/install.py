@@ -39,8 +39,17 @@ CRON_D = Path("/etc/cron.d/tuner-nightly")
 RANDOMIZED_DELAY = "30min"
 # Variables that decide where a run finds its model, cache, lock and space files: kept
 # in the unit as they are set where it is installed.
-CARRIED_ENV = ("TUNER_DATA_DIR", "TUNER_CACHE_DIR", "TUNER_LOCK_FILE", "TUNER_SPACE_DIR", "XDG_DATA_HOME",
-               "XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")
+CARRIED_ENV = (
+    "TUNER_DATA_DIR",
+    "TUNER_CACHE_DIR",
+    "TUNER_LOCK_FILE",
+    "TUNER_SPACE_DIR",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_HUB_OFFLINE",
+)
 _AT = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -74,8 +83,10 @@ def nightly_argv(db_url: str, options: list[str]) -> list[str]:
     from sqlalchemy.engine import make_url
 
     if make_url(db_url).password:
-        raise UserError("the database URL carries a password, which the unit or crontab would show to anyone "
-                        "who can read it; keep the password in ~/.pgpass (PostgreSQL) and pass --db without it")
+        raise UserError(
+            "the database URL carries a password, which the unit or crontab would show to anyone "
+            "who can read it; keep the password in ~/.pgpass (PostgreSQL) and pass --db without it"
+        )
     return [*tuner_command(), "nightly", "--db", db_url, *options]
 
 
@@ -157,8 +168,13 @@ def _others_can_write(path: Path) -> str | None:
         return None  # a link's own mode means nothing; its folder and target are checked
     writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     if writable and not (stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX):
-        who = "its group and others" if writable == (stat.S_IWGRP | stat.S_IWOTH) else \
-            "its group" if writable & stat.S_IWGRP else "others"
+        who = (
+            "its group and others"
+            if writable == (stat.S_IWGRP | stat.S_IWOTH)
+            else "its group"
+            if writable & stat.S_IWGRP
+            else "others"
+        )
         return f"{path} is writable by {who} (mode {stat.S_IMODE(info.st_mode):o})"
     return None
 
@@ -214,9 +230,12 @@ def plan_install(kind: str, user: bool, at: str, db_url: str, options: list[str]
     if not user:
         why = refusals(files_run(argv, config))
         if why:
-            raise UserError("refusing to write a unit that root runs every night while another user can change "
-                            f"what it runs: {why[0]}" + (f" (and {len(why) - 1} more)" if len(why) > 1 else "")
-                            + "; install the tuner where only root can write, or use --user")
+            raise UserError(
+                "refusing to write a unit that root runs every night while another user can change "
+                f"what it runs: {why[0]}"
+                + (f" (and {len(why) - 1} more)" if len(why) > 1 else "")
+                + "; install the tuner where only root can write, or use --user"
+            )
     if kind == "systemd":
         folder = user_unit_dir() if user else SYSTEM_UNIT_DIR
         units = systemd_units(argv, env, hour, minute, user)
@@ -230,8 +249,9 @@ def plan_install(kind: str, user: bool, at: str, db_url: str, options: list[str]
     line = cron_line(argv, env, hour, minute, data_dir() / "nightly.log", user)
     if user:
         return Installation(kind, user, cron_line=line, enable="nothing to enable: cron reads the crontab")
-    return Installation(kind, user, {CRON_D: f"{MARKER}\nSHELL=/bin/sh\n{line}\n"},
-                        enable="nothing to enable: cron reads /etc/cron.d")
+    return Installation(
+        kind, user, {CRON_D: f"{MARKER}\nSHELL=/bin/sh\n{line}\n"}, enable="nothing to enable: cron reads /etc/cron.d"
+    )
 
 
 def install(plan: Installation) -> list[str]:
@@ -240,14 +260,18 @@ def install(plan: Installation) -> list[str]:
     entries = _read_manifest()
     for path, text in plan.files.items():
         if path.exists() and MARKER not in path.read_text(errors="replace"):
-            raise UserError(f"{path} exists and was not written by `tuner nightly --install`; remove it or move it away")
+            raise UserError(
+                f"{path} exists and was not written by `tuner nightly --install`; remove it or move it away"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             path.chmod(0o644)
         except OSError as exc:
-            raise UserError(f"cannot write {path}: {exc.strerror}"
-                            + ("; run as root, or install for your user with --user" if not plan.user else "")) from None
+            raise UserError(
+                f"cannot write {path}: {exc.strerror}"
+                + ("; run as root, or install for your user with --user" if not plan.user else "")
+            ) from None
         entries = [e for e in entries if e.get("path") != str(path)]
         entries.append({"kind": plan.kind, "path": str(path), "sha256": _digest(text)})
         done.append(f"wrote {path}")
@@ -272,8 +296,10 @@ def uninstall() -> list[str]:
             wanted = path.parent / "timers.target.wants" / path.name
             if path.suffix == ".timer" and wanted.is_symlink():
                 flag = "" if path.parent == SYSTEM_UNIT_DIR else " --user"
-                raise UserError(f"the timer is enabled ({wanted}); first run `systemctl{flag} disable --now "
-                                f"{path.name}`, then `tuner nightly --uninstall` again")
+                raise UserError(
+                    f"the timer is enabled ({wanted}); first run `systemctl{flag} disable --now "
+                    f"{path.name}`, then `tuner nightly --uninstall` again"
+                )
     done, kept = [], []
     for entry in entries:
         if entry.get("kind") == "crontab":

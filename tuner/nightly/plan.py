@@ -54,15 +54,28 @@ class PlanItem:
         return f"{self.model}|seq{self.seq_len}|batch{self.batch}|{self.objective}"
 
     def label(self) -> str:
-        return f"{self.model} seq {self.seq_len}" + (f" batch {self.batch}" if self.batch != 1 else "") + (
-            f" {self.objective}" if self.objective != "p50" else "")
+        return (
+            f"{self.model} seq {self.seq_len}"
+            + (f" batch {self.batch}" if self.batch != 1 else "")
+            + (f" {self.objective}" if self.objective != "p50" else "")
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "key": self.key, "model": self.model, "seq_len": self.seq_len, "batch": self.batch,
-            "objective": self.objective, "action": self.action, "state": self.state, "reason": self.reason,
-            "backends": self.backends, "trials": self.trials, "budget_s": self.budget_s, "finalists": self.finalists,
-            "seeds": len(self.seeds), "search": "short" if self.short else "full",
+            "key": self.key,
+            "model": self.model,
+            "seq_len": self.seq_len,
+            "batch": self.batch,
+            "objective": self.objective,
+            "action": self.action,
+            "state": self.state,
+            "reason": self.reason,
+            "backends": self.backends,
+            "trials": self.trials,
+            "budget_s": self.budget_s,
+            "finalists": self.finalists,
+            "seeds": len(self.seeds),
+            "search": "short" if self.short else "full",
         }
 
 
@@ -74,8 +87,9 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def make_plan(statuses: list[WinnerStatus], config: NightlyConfig, assessor: "Assessor", now: datetime,
-              trials: int | None = None) -> list[PlanItem]:
+def make_plan(
+    statuses: list[WinnerStatus], config: NightlyConfig, assessor: "Assessor", now: datetime, trials: int | None = None
+) -> list[PlanItem]:
     """The items in the order a run takes them (re-tunes first); ``trials`` is --trials."""
     items: list[PlanItem] = []
     seen: set[tuple[str, int, int, str]] = set()
@@ -88,9 +102,18 @@ def make_plan(statuses: list[WinnerStatus], config: NightlyConfig, assessor: "As
             if key in seen:
                 continue
             seen.add(key)
-            items.append(PlanItem(entry.model, seq_len, entry.batch, entry.objective, TUNE, "new",
-                                  f"listed in {config.path}; never tuned here or on a similar machine",
-                                  backends=list(entry.backends) if entry.backends else None))
+            items.append(
+                PlanItem(
+                    entry.model,
+                    seq_len,
+                    entry.batch,
+                    entry.objective,
+                    TUNE,
+                    "new",
+                    f"listed in {config.path}; never tuned here or on a similar machine",
+                    backends=list(entry.backends) if entry.backends else None,
+                )
+            )
     for item in items:
         listed = config.entry_for(item.model, item.seq_len, item.batch, item.objective)
         if listed is not None:
@@ -140,7 +163,9 @@ def seed_configs(winner: Any) -> list[dict[str, Any]]:
     """The previous winner's configuration, then its finalists' (distinct, in order)."""
     from tuner.vocabulary import config_key
 
-    configs = [winner.best.config] + [f["config"] for f in winner.best.finalists or [] if isinstance(f.get("config"), dict)]
+    configs = [winner.best.config] + [
+        f["config"] for f in winner.best.finalists or [] if isinstance(f.get("config"), dict)
+    ]
     unique: dict[str, dict[str, Any]] = {}
     for config in configs:
         unique.setdefault(config_key(config), dict(config))

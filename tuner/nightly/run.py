@@ -55,8 +55,14 @@ class RunSettings:
     config: NightlyConfig = field(default_factory=NightlyConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"budget_s": self.budget_s, "trials": self.trials, "rounds": self.rounds, "min_time": self.min_time,
-                "config": self.config.path, "verify_after_s": self.config.verify_after_s}
+        return {
+            "budget_s": self.budget_s,
+            "trials": self.trials,
+            "rounds": self.rounds,
+            "min_time": self.min_time,
+            "config": self.config.path,
+            "verify_after_s": self.config.verify_after_s,
+        }
 
 
 @dataclass
@@ -100,8 +106,9 @@ def take_lock(timeout_s: float, what: str, say: Callable[[str], None]) -> Any:
 class Nightly:
     """Carries out a plan on this machine; ``say`` gets the journal's lines."""
 
-    def __init__(self, store: "Store", machine: "MachineInfo", settings: RunSettings,
-                 say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, store: "Store", machine: "MachineInfo", settings: RunSettings, say: Callable[[str], None] = print
+    ) -> None:
         self.store = store
         self.machine = machine
         self.settings = settings
@@ -123,47 +130,72 @@ class Nightly:
                     self._resume[result["key"]] = result
         planned = plan_for(self.store, me, self.settings)
         plan = planned.items
-        machine_id = self.store.upsert_machine(me.to_dict(), me.fingerprint, me.hardware_fingerprint,
-                                               me.software_fingerprint, me.hostname)
+        machine_id = self.store.upsert_machine(
+            me.to_dict(), me.fingerprint, me.hardware_fingerprint, me.software_fingerprint, me.hostname
+        )
         record = self.store.start_nightly_run(
-            machine_id=machine_id, hostname=me.hostname, fingerprint=me.fingerprint, pid=os.getpid(),
+            machine_id=machine_id,
+            hostname=me.hostname,
+            fingerprint=me.fingerprint,
+            pid=os.getpid(),
             settings={**self.settings.to_dict(), "previous_hosts": planned.previous_hosts},
-            plan=[i.to_dict() for i in plan])
+            plan=[i.to_dict() for i in plan],
+        )
         self.run_id = record.id
         budget = self.settings.budget_s if self.settings.budget_s is not None else self.settings.config.budget_s
         self._deadline = time.monotonic() + budget if budget else None
         try:
             for n, item in enumerate(plan):
-                self.results.append(self.step(item, plan[n + 1:]))
+                self.results.append(self.step(item, plan[n + 1 :]))
                 self.store.record_nightly_results(record.id, self.results)
         except Exception as exc:  # a bug: the traceback follows; the row says so first
-            self.store.finish_nightly_run(record.id, status="failed", exit_code=EXIT_ERROR,
-                                          summary=f"failed: {type(exc).__name__}: {exc}", results=self.results)
+            self.store.finish_nightly_run(
+                record.id,
+                status="failed",
+                exit_code=EXIT_ERROR,
+                summary=f"failed: {type(exc).__name__}: {exc}",
+                results=self.results,
+            )
             raise
         except BaseException:  # Ctrl-C, SystemExit
-            self.store.finish_nightly_run(record.id, status="interrupted", exit_code=None,
-                                          summary="stopped before it finished; the next run resumes its plan",
-                                          results=self.results)
+            self.store.finish_nightly_run(
+                record.id,
+                status="interrupted",
+                exit_code=None,
+                summary="stopped before it finished; the next run resumes its plan",
+                results=self.results,
+            )
             raise
         code = exit_status(self.results)
         lines = summary_lines(plan, self.results) or [
             "tuner nightly: nothing to do: no stored winner for this machine, a previous incarnation or a similar "
-            "machine, and no --config"]
+            "machine, and no --config"
+        ]
         for line in lines:
             self.say(line)
-        final = self.store.finish_nightly_run(record.id, status="done", exit_code=code, summary="\n".join(lines),
-                                              results=self.results)
+        final = self.store.finish_nightly_run(
+            record.id, status="done", exit_code=code, summary="\n".join(lines), results=self.results
+        )
         return code, final
 
     def step(self, item: PlanItem, rest: list[PlanItem]) -> dict[str, Any]:
-        result: dict[str, Any] = {"key": item.key, "label": item.label(), "action": item.action,
-                                  "reason": item.reason, "started": _now()}
+        result: dict[str, Any] = {
+            "key": item.key,
+            "label": item.label(),
+            "action": item.action,
+            "reason": item.reason,
+            "started": _now(),
+        }
         if item.action == SKIP:
             return {**result, "outcome": "skipped", "finished": _now()}
         left = self._left()
         if left is not None and left <= 0:
-            return {**result, "outcome": "deferred", "note": "the budget was spent; the next run takes it",
-                    "finished": _now()}
+            return {
+                **result,
+                "outcome": "deferred",
+                "note": "the budget was spent; the next run takes it",
+                "finished": _now(),
+            }
         self.say(f"{item.label()}: {item.action}: {item.reason}")
         try:
             if item.action == VERIFY:
@@ -196,14 +228,20 @@ class Nightly:
 
         status = item.status
         assert status is not None and status.winner is not None and status.model_ref is not None
-        verdict = verify_winner(self.store, status.winner, status.model_ref, self.machine, rounds=self.settings.rounds,
-                                min_time=self.settings.min_time, noise_retries=self.settings.noise_retries,
-                                noise_wait_s=self.settings.noise_wait_s)
+        verdict = verify_winner(
+            self.store,
+            status.winner,
+            status.model_ref,
+            self.machine,
+            rounds=self.settings.rounds,
+            min_time=self.settings.min_time,
+            noise_retries=self.settings.noise_retries,
+            noise_wait_s=self.settings.noise_wait_s,
+        )
         result["verify"] = verdict.to_dict()
         if verdict.holds is not False:
             result["outcome"] = "verified" if verdict.holds else "unverified"
-            self.say(f"{item.label()}: verify: {verdict.describe()}: "
-                     f"{'it holds' if verdict.holds else 'no verdict'}")
+            self.say(f"{item.label()}: verify: {verdict.describe()}: {'it holds' if verdict.holds else 'no verdict'}")
             return result
         self.say(f"{item.label()}: verify: {verdict.describe()}: it no longer holds; re-tuning")
         item.action, item.state = RETUNE, "drifted"
@@ -255,10 +293,25 @@ class Nightly:
         finally:
             tuner.close()
         outcome = outcomes[0]
-        new = next(iter(self.store.best(self.machine.fingerprint, model_hash, seq_len=item.seq_len, batch=item.batch,
-                                        objective=item.objective)), None)
-        result.update(outcome="tuned" if new is not None else "no winner", stop=outcome.stop_reason,
-                      trials=len(outcome.trials), old=_winner_dict(old), new=_winner_dict(new))
+        new = next(
+            iter(
+                self.store.best(
+                    self.machine.fingerprint,
+                    model_hash,
+                    seq_len=item.seq_len,
+                    batch=item.batch,
+                    objective=item.objective,
+                )
+            ),
+            None,
+        )
+        result.update(
+            outcome="tuned" if new is not None else "no winner",
+            stop=outcome.stop_reason,
+            trials=len(outcome.trials),
+            old=_winner_dict(old),
+            new=_winner_dict(new),
+        )
         result["slower"] = bool(old is not None and new is not None and _slower(item.objective, old, new))
         self.say(f"{item.label()}: {describe_change(result)}")
         return result
@@ -269,16 +322,22 @@ class Nightly:
         earlier = self._resume.get(item.key)
         if earlier is not None and earlier.get("study") == name and isinstance(earlier.get("trials_target"), int):
             return int(earlier["trials_target"])
-        study = next((s for s in self.store.studies(fingerprint=self.machine.fingerprint,
-                                                    model=tuner.model.content_hash)
-                      if s.optuna_study_name == name), None)
+        study = next(
+            (
+                s
+                for s in self.store.studies(fingerprint=self.machine.fingerprint, model=tuner.model.content_hash)
+                if s.optuna_study_name == name
+            ),
+            None,
+        )
         if study is None:
             return trials
         counted = sum(1 for t in self.store.trials(study.id) if t.status not in _NOT_COUNTED)
         return counted + trials
 
-    def _options(self, item: PlanItem, model: str, trials: int, budget: float | None,
-                 seeds: list[dict[str, Any]]) -> Any:
+    def _options(
+        self, item: PlanItem, model: str, trials: int, budget: float | None, seeds: list[dict[str, Any]]
+    ) -> Any:
         from tuner.nightly._search import TuneOptions
         from tuner.trial.accuracy import Guard
         from tuner.trial.spec import MeasureSettings
@@ -295,13 +354,23 @@ class Nightly:
             rounds = status.winner.best.metrics.get("finalist_rounds")
         min_time = self.settings.min_time
         return TuneOptions(
-            model=model, seq_lens=[item.seq_len], batch=item.batch, trials=trials, budget_s=budget,
-            objective=item.objective, db_url=self.settings.db_url, guard=Guard(**guard_values),
+            model=model,
+            seq_lens=[item.seq_len],
+            batch=item.batch,
+            trials=trials,
+            budget_s=budget,
+            objective=item.objective,
+            db_url=self.settings.db_url,
+            guard=Guard(**guard_values),
             measure=MeasureSettings(min_seconds=min_time, warmup_seconds=min(0.3, min_time / 3)),
-            backends=item.backends, seed_configs=seeds, strategy=strategy,
+            backends=item.backends,
+            seed_configs=seeds,
+            strategy=strategy,
             max_memory_mb=float(max_memory) if isinstance(max_memory, (int, float)) else None,
-            finalists=finalists, finalist_rounds=int(rounds) if isinstance(rounds, int) and rounds >= 3 else 5,
-            noise_retries=self.settings.noise_retries, noise_wait_s=self.settings.noise_wait_s,
+            finalists=finalists,
+            finalist_rounds=int(rounds) if isinstance(rounds, int) and rounds >= 3 else 5,
+            noise_retries=self.settings.noise_retries,
+            noise_wait_s=self.settings.noise_wait_s,
         )
 
 
@@ -346,10 +415,16 @@ def _winner_dict(best: "BestRecord | None") -> dict[str, Any] | None:
         return None
     from tuner.vocabulary import describe_config
 
-    return {"config": best.config, "summary": describe_config(best.config), "speedup": best.speedup,
-            "speedup_ci95": [best.speedup_low, best.speedup_high] if best.speedup_low is not None else None,
-            "value": best.metrics.get("value"), "median_ms": best.metrics.get("median_ms"),
-            "fingerprint": best.fingerprint, "chosen": best.updated.isoformat(timespec="seconds")}
+    return {
+        "config": best.config,
+        "summary": describe_config(best.config),
+        "speedup": best.speedup,
+        "speedup_ci95": [best.speedup_low, best.speedup_high] if best.speedup_low is not None else None,
+        "value": best.metrics.get("value"),
+        "median_ms": best.metrics.get("median_ms"),
+        "fingerprint": best.fingerprint,
+        "chosen": best.updated.isoformat(timespec="seconds"),
+    }
 
 
 def _slower(objective: str, old: "BestRecord", new: "BestRecord") -> bool:
@@ -371,12 +446,14 @@ def _short(winner: dict[str, Any] | None) -> str:
 
 
 def describe_change(result: dict[str, Any]) -> str:
-    """"re-tuned in 12 trials: onnxruntime int8 3.10x -> openvino int8 3.40x", and "(slower)"."""
+    """ "re-tuned in 12 trials: onnxruntime int8 3.10x -> openvino int8 3.40x", and "(slower)"."""
     outcome = result.get("outcome")
     if outcome in ("tuned", "no winner"):
         what = {"confirm": "confirmed", "tune": "tuned"}.get(str(result.get("action")), "re-tuned")
-        text = f"{what} in {result.get('trials', 0)} trials ({result.get('stop')}): " \
-               f"{_short(result.get('old'))} -> {_short(result.get('new'))}"
+        text = (
+            f"{what} in {result.get('trials', 0)} trials ({result.get('stop')}): "
+            f"{_short(result.get('old'))} -> {_short(result.get('new'))}"
+        )
         if result.get("slower"):
             text += " (slower than the previous winner)"
         return text
@@ -407,7 +484,10 @@ def summary_lines(plan: list[PlanItem], results: list[dict[str, Any]]) -> list[s
         what = describe_change(result)
         if result.get("outcome") == "skipped":
             what = item.reason
-        seq = f"seq {item.seq_len}" + (f" batch {item.batch}" if item.batch != 1 else "") + (
-            f" {item.objective}" if item.objective != "p50" else "")
+        seq = (
+            f"seq {item.seq_len}"
+            + (f" batch {item.batch}" if item.batch != 1 else "")
+            + (f" {item.objective}" if item.objective != "p50" else "")
+        )
         by_model.setdefault(item.model, []).append(f"{seq} {what}")
     return [f"tuner nightly: {model}: " + "; ".join(parts) for model, parts in sorted(by_model.items())]

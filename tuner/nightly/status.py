@@ -83,7 +83,9 @@ class WinnerStatus:
         libraries = w.machine.info.get("libraries") or {}
         return {
             "hardware_fingerprint": w.machine.hardware_fingerprint,
-            "libraries": {name: libraries.get(name) for name in libraries_of_backend(str(w.best.config.get("backend")))},
+            "libraries": {
+                name: libraries.get(name) for name in libraries_of_backend(str(w.best.config.get("backend")))
+            },
             "tuner_version": w.tuner_version,
             "space_hash": w.space_hash,
             "model_hash": w.model.content_hash,
@@ -97,8 +99,11 @@ class WinnerStatus:
         best = self.winner.best
         speedup = f"{best.speedup:.2f}x" if best.speedup is not None else "no speedup stated"
         config = best.config
-        return f"{config.get('backend')} {config.get('precision', '')}".strip() + f" ({speedup}); " + \
-            describe_config(config)
+        return (
+            f"{config.get('backend')} {config.get('precision', '')}".strip()
+            + f" ({speedup}); "
+            + describe_config(config)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         w = self.winner
@@ -106,17 +111,30 @@ class WinnerStatus:
         if w is not None:
             best = w.best
             winner = {
-                "config": best.config, "speedup": best.speedup, "speedup_ci95": [best.speedup_low, best.speedup_high]
-                if best.speedup_low is not None and best.speedup_high is not None else None,
-                "median_ms": best.metrics.get("median_ms"), "value": best.metrics.get("value"),
-                "chosen": best.updated.isoformat(), "fingerprint": w.machine.fingerprint,
-                "hostname": w.machine.hostname, "study": w.optuna_study_name,
+                "config": best.config,
+                "speedup": best.speedup,
+                "speedup_ci95": [best.speedup_low, best.speedup_high]
+                if best.speedup_low is not None and best.speedup_high is not None
+                else None,
+                "median_ms": best.metrics.get("median_ms"),
+                "value": best.metrics.get("value"),
+                "chosen": best.updated.isoformat(),
+                "fingerprint": w.machine.fingerprint,
+                "hostname": w.machine.hostname,
+                "study": w.optuna_study_name,
             }
         return {
-            "model": self.model, "seq_len": self.seq_len, "batch": self.batch, "objective": self.objective,
-            "state": self.state, "reasons": list(self.reasons), "source": self.source,
-            "model_hash": self.model_ref.content_hash if self.model_ref else None, "winner": winner,
-            "depends": self.depends(), "last_verify": self.verify.to_dict() if self.verify else None,
+            "model": self.model,
+            "seq_len": self.seq_len,
+            "batch": self.batch,
+            "objective": self.objective,
+            "state": self.state,
+            "reasons": list(self.reasons),
+            "source": self.source,
+            "model_hash": self.model_ref.content_hash if self.model_ref else None,
+            "winner": winner,
+            "depends": self.depends(),
+            "last_verify": self.verify.to_dict() if self.verify else None,
             "unrelated_changes": list(self.unrelated),
         }
 
@@ -125,8 +143,9 @@ class Assessor:
     """Judges winners against ``machine`` as it is now. Caches what it resolves (models,
     today's space hashes, the backends a study searched) for one listing."""
 
-    def __init__(self, store: "Store", machine: "MachineInfo",
-                 resolve: Callable[[str], "ModelRef"] | None = None) -> None:
+    def __init__(
+        self, store: "Store", machine: "MachineInfo", resolve: Callable[[str], "ModelRef"] | None = None
+    ) -> None:
         self.store = store
         self.machine = machine
         self._resolve = resolve
@@ -149,13 +168,26 @@ class Assessor:
         me = self.machine
         here = {m.id for m in machines if m.fingerprint == me.fingerprint}
         # Hosts an earlier nightly run of this host took for its past (a moved database).
-        adopted = {h for run in self.store.nightly_runs(hostname=me.hostname)
-                   for h in run.settings.get("previous_hosts") or [] if isinstance(h, str)}
-        before = {m.id for m in machines if m.id not in here and (
-            m.hostname == me.hostname or m.hostname in adopted or m.hardware_fingerprint == me.hardware_fingerprint)}
+        adopted = {
+            h
+            for run in self.store.nightly_runs(hostname=me.hostname)
+            for h in run.settings.get("previous_hosts") or []
+            if isinstance(h, str)
+        }
+        before = {
+            m.id
+            for m in machines
+            if m.id not in here
+            and (
+                m.hostname == me.hostname or m.hostname in adopted or m.hardware_fingerprint == me.hardware_fingerprint
+            )
+        }
         others = [m for m in machines if m.id not in here]
-        if not before and len({m.hostname for m in others}) == 1 and not (
-                here and self.store.winners(machine_ids=sorted(here))):
+        if (
+            not before
+            and len({m.hostname for m in others}) == 1
+            and not (here and self.store.winners(machine_ids=sorted(here)))
+        ):
             before = {m.id for m in others}  # a database moved here from one other machine
         self.previous_hosts = sorted({m.hostname for m in machines if m.id in before} - {me.hostname})
         now = me.to_dict()
@@ -170,8 +202,9 @@ class Assessor:
             slots.setdefault((w.model.model_id, w.best.seq_len, w.best.batch, w.best.objective), []).append(w)
         return [self.judge_slot(key, found, here, before) for key, found in sorted(slots.items())]
 
-    def judge_slot(self, key: tuple[str, int, int, str], found: list["WinnerRecord"], here: set[int],
-                   before: set[int]) -> WinnerStatus:
+    def judge_slot(
+        self, key: tuple[str, int, int, str], found: list["WinnerRecord"], here: set[int], before: set[int]
+    ) -> WinnerStatus:
         model, seq_len, batch, objective = key
         ref, why_not = self.model(model, found)
 
@@ -198,8 +231,14 @@ class Assessor:
         reasons: list[str] = []
         if winner.machine.hardware_fingerprint != self.machine.hardware_fingerprint:
             changes = hardware_changes(then, self.machine.to_dict())
-            reasons.append("hardware changed: " + ("; ".join(changes) if changes else
-                           f"fingerprint {winner.machine.hardware_fingerprint} -> {self.machine.hardware_fingerprint}"))
+            reasons.append(
+                "hardware changed: "
+                + (
+                    "; ".join(changes)
+                    if changes
+                    else f"fingerprint {winner.machine.hardware_fingerprint} -> {self.machine.hardware_fingerprint}"
+                )
+            )
         reasons += library_changes(backend, then.get("libraries") or {}, self.machine.libraries)
         reasons += self.version_change(winner) + self.model_change(winner, ref)
         if winner.machine.hardware_fingerprint == self.machine.hardware_fingerprint:
@@ -213,8 +252,10 @@ class Assessor:
             status.state, status.reasons = STALE, reasons
         else:
             status.state, status.software_only = MISSING, True
-            status.reasons = [f"never tuned with this software; only libraries its backend does not use changed "
-                              f"({', '.join(status.unrelated) or 'none'})"]
+            status.reasons = [
+                f"never tuned with this software; only libraries its backend does not use changed "
+                f"({', '.join(status.unrelated) or 'none'})"
+            ]
         return status
 
     def judge_here(self, status: WinnerStatus) -> WinnerStatus:
@@ -227,8 +268,9 @@ class Assessor:
             status.state, status.reasons = STALE, reasons
         elif status.verify is not None and status.verify.holds is False:
             status.state = DRIFTED
-            status.reasons = [f"the last verify ({status.verify.when:%Y-%m-%d %H:%M} UTC) measured "
-                              f"{status.verify.describe()}"]
+            status.reasons = [
+                f"the last verify ({status.verify.when:%Y-%m-%d %H:%M} UTC) measured {status.verify.describe()}"
+            ]
         else:
             status.state = FRESH
             status.reasons = []
@@ -288,8 +330,9 @@ class Assessor:
         if key not in self._spaces:
             from tuner.space import load_space
 
-            self._spaces[key] = load_space(self.machine, backends=list(backends) if backends else None,
-                                           objective=objective).content_hash()
+            self._spaces[key] = load_space(
+                self.machine, backends=list(backends) if backends else None, objective=objective
+            ).content_hash()
         return self._spaces[key]
 
     def study_backends(self, study_name: str) -> list[str] | None:
@@ -324,8 +367,9 @@ def assess(store: "Store", machine: "MachineInfo") -> list[WinnerStatus]:
         assessor.close()
 
 
-def judge_winners(store: "Store", machine: "MachineInfo", model_hash: str,
-                  seq_lens: Iterable[int], batch: int, objective: str) -> list[WinnerStatus]:
+def judge_winners(
+    store: "Store", machine: "MachineInfo", model_hash: str, seq_lens: Iterable[int], batch: int, objective: str
+) -> list[WinnerStatus]:
     """The statuses of this machine's stored winners for one model (what `tuner best`
     returns), without looking at other machines."""
     wanted = set(seq_lens)
@@ -335,8 +379,12 @@ def judge_winners(store: "Store", machine: "MachineInfo", model_hash: str,
         found = []
         for w in store.winners(machine_ids=sorted(here)):
             best = w.best
-            if (w.model.content_hash == model_hash and best.seq_len in wanted and best.batch == batch
-                    and best.objective == objective):
+            if (
+                w.model.content_hash == model_hash
+                and best.seq_len in wanted
+                and best.batch == batch
+                and best.objective == objective
+            ):
                 status = WinnerStatus(w.model.model_id, best.seq_len, batch, objective, FRESH, [], w, HERE)
                 found.append(assessor.judge_here(status))
         return found

@@ -39,15 +39,23 @@ class VerifyResult:
     note: str = ""
 
     def describe(self) -> str:
-        """"1.21x (95% CI 1.10-1.32) against the stored 2.05x", or why there is no figure."""
+        """ "1.21x (95% CI 1.10-1.32) against the stored 2.05x", or why there is no figure."""
         if self.speedup is None or self.low is None or self.high is None:
             return self.note or "too few runs produced a result"
         today = f"{self.speedup:.2f}x (95% CI {self.low:.2f}-{self.high:.2f})"
         return today if self.stored is None else f"{today} against the stored {self.stored:.2f}x"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"when": self.when.isoformat(), "holds": self.holds, "speedup": self.speedup, "low": self.low,
-                "high": self.high, "stored": self.stored, "runs": self.runs, "note": self.note}
+        return {
+            "when": self.when.isoformat(),
+            "holds": self.holds,
+            "speedup": self.speedup,
+            "low": self.low,
+            "high": self.high,
+            "stored": self.stored,
+            "runs": self.runs,
+            "note": self.note,
+        }
 
 
 def _sessions(replays: list["ReplayRecord"]) -> list[list["ReplayRecord"]]:
@@ -89,22 +97,38 @@ def _judge(best: Any, candidate: list["ReplayRecord"], default: list["ReplayReco
             stats = summarize(row.samples_ms) if row.samples_ms else {}
             if row.throughput is not None:
                 stats["throughput"] = row.throughput
-            found.runs.append(S.TrialResult(status=row.status, reason=row.reason, samples_ms=list(row.samples_ms),
-                                            stats=stats))
+            found.runs.append(
+                S.TrialResult(status=row.status, reason=row.reason, samples_ms=list(row.samples_ms), stats=stats)
+            )
         return found
 
     winner, stock = as_candidate("candidate", candidate), as_candidate("default", default)
     if len(winner.measured) < MIN_RUNS or len(stock.measured) < MIN_RUNS:
-        return VerifyResult(when, None, None, None, None, best.speedup, len(winner.measured),
-                            f"only {len(winner.measured)} winner and {len(stock.measured)} default runs measured")
+        return VerifyResult(
+            when,
+            None,
+            None,
+            None,
+            None,
+            best.speedup,
+            len(winner.measured),
+            f"only {len(winner.measured)} winner and {len(stock.measured)} default runs measured",
+        )
     today = F.compare(best.objective, stock, winner, best.batch)
     holds = None if best.speedup is None else today.contains(best.speedup)
     return VerifyResult(when, holds, today.point, today.low, today.high, best.speedup, len(winner.measured))
 
 
 def verify_winner(
-    store: "Store", winner: "WinnerRecord", model: "ModelRef", machine: "MachineInfo", *, rounds: int,
-    min_time: float = 1.0, noise_retries: int = 1, noise_wait_s: float = 3.0,
+    store: "Store",
+    winner: "WinnerRecord",
+    model: "ModelRef",
+    machine: "MachineInfo",
+    *,
+    rounds: int,
+    min_time: float = 1.0,
+    noise_retries: int = 1,
+    noise_wait_s: float = 3.0,
 ) -> VerifyResult:
     """Replay the winner and the stock default ``rounds`` times each in fresh
     processes, interleaved, judged as the study judged its finalists and stored as
@@ -121,24 +145,45 @@ def verify_winner(
     from tuner.trial.runner import TrialRunner
 
     best = winner.best
-    default_config = winner.study_settings.get("default") or load_space(
-        machine, objective=best.objective).default_config()
+    default_config = (
+        winner.study_settings.get("default") or load_space(machine, objective=best.objective).default_config()
+    )
     if config_key(best.config) == config_key(default_config):
-        return VerifyResult(datetime.now(UTC), True, 1.0, 1.0, 1.0, best.speedup, 0,
-                            "the winner is the stock default: nothing to verify")
+        return VerifyResult(
+            datetime.now(UTC),
+            True,
+            1.0,
+            1.0,
+            1.0,
+            best.speedup,
+            0,
+            "the winner is the stock default: nothing to verify",
+        )
     study = next(s for s in store.studies(fingerprint=winner.machine.fingerprint) if s.id == winner.study_id)
     workload = S.Workload(seq_len=best.seq_len, batch=best.batch)
     measure = S.MeasureSettings(min_seconds=min_time, warmup_seconds=min(0.3, min_time / 3))
     runner = TrialRunner(model, machine, list(DEFAULT_EVAL_TEXTS), measure)
     try:
         replay = Replay(
-            QuietRunner(runner, retries=noise_retries, wait_s=noise_wait_s), store, winner.study_id, workload,
-            runner.reference(workload), Judge.of_study(study, model.task), measure, "verify",
-            label=lambda c, r: f"nightly verify, seq {best.seq_len}, "
-                               f"{'winner' if c.role == 'candidate' else 'default'} round {r + 1}",
+            QuietRunner(runner, retries=noise_retries, wait_s=noise_wait_s),
+            store,
+            winner.study_id,
+            workload,
+            runner.reference(workload),
+            Judge.of_study(study, model.task),
+            measure,
+            "verify",
+            label=lambda c, r: (
+                f"nightly verify, seq {best.seq_len}, {'winner' if c.role == 'candidate' else 'default'} round {r + 1}"
+            ),
         )
-        replay.remeasure([F.Candidate("candidate", best.config, store.trial_by_id(best.trial_id)),
-                          F.Candidate("default", default_config)], rounds)
+        replay.remeasure(
+            [
+                F.Candidate("candidate", best.config, store.trial_by_id(best.trial_id)),
+                F.Candidate("default", default_config),
+            ],
+            rounds,
+        )
     finally:
         runner.close()
     judged = last_verify(store, winner)

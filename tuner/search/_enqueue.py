@@ -51,8 +51,9 @@ class SearchPolicy:
     strategy: str = DEFAULT_STRATEGY
     skip_dominated: float = DEFAULT_SKIP_DOMINATED
 
-    def dominated(self, config: Mapping[str, Any], measured: Measurements,
-                  warm_start_size: int) -> tuple[str, float] | None:
+    def dominated(
+        self, config: Mapping[str, Any], measured: Measurements, warm_start_size: int
+    ) -> tuple[str, float] | None:
         """(why, the backend's best median) when ``config``'s backend is not worth a
         process. Backends differ by several times, the knobs a search tunes within one
         by far less (threads: up to the core count), so once the warm start has
@@ -60,8 +61,12 @@ class SearchPolicy:
         times the best feasible median cannot catch up; nor can one EXPENSIVE_SLOWDOWN
         times slower whose trials cost EXPENSIVE_COST times a typical trial (a
         torch.compile trial compiles for a minute): the budget goes where it can pay."""
-        if (self.strategy != Strategy.STRUCTURED or not self.skip_dominated
-                or self.objective not in LATENCY_OBJECTIVES or len(measured) < warm_start_size):
+        if (
+            self.strategy != Strategy.STRUCTURED
+            or not self.skip_dominated
+            or self.objective not in LATENCY_OBJECTIVES
+            or len(measured) < warm_start_size
+        ):
             return None
         timed = [r for r in measured.values() if r.status in MEASURED and r.median_ms]
         feasible = [r.median_ms for r in timed if r.status == S.OK]
@@ -77,8 +82,10 @@ class SearchPolicy:
             because = f"and its trials cost {cost:.0f}x a typical one"
         else:
             return None
-        why = (f"not run: every {config['backend']} trial so far took at least {slowdown:.1f}x the best median "
-               f"({fastest_own:.2f} vs {best:.2f} ms; {because})")
+        why = (
+            f"not run: every {config['backend']} trial so far took at least {slowdown:.1f}x the best median "
+            f"({fastest_own:.2f} vs {best:.2f} ms; {because})"
+        )
         return why, fastest_own
 
     def worth_running(self, measured: Measurements, warm_start_size: int) -> list[str]:
@@ -94,17 +101,23 @@ class SearchPolicy:
         if self.objective == Objective.PARETO or study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return
         worth = self.worth_running(measured, 0)
-        feasible = [r for r in measured.values() if r.status == S.OK and r.value is not None
-                    and r.config["backend"] in worth]
+        feasible = [
+            r for r in measured.values() if r.status == S.OK and r.value is not None and r.config["backend"] in worth
+        ]
         feasible.sort(key=lambda r: r.value, reverse=objectives.direction(self.objective) == "maximize")
         done = [as_measured(r) for r in measured.values()]
-        config = next_local(self._space, [(r.config, r.value) for r in feasible], done,
-                            lambda a, b: objectives.better(self.objective, a, b))
+        config = next_local(
+            self._space,
+            [(r.config, r.value) for r in feasible],
+            done,
+            lambda a, b: objectives.better(self.objective, a, b),
+        )
         if config is not None:
             study.enqueue_trial(self._space.params_for(config))
 
-    def enqueue_unexplored(self, study: optuna.Study, measured: Measurements, warm_start_size: int,
-                           rng: random.Random) -> None:
+    def enqueue_unexplored(
+        self, study: optuna.Study, measured: Measurements, warm_start_size: int, rng: random.Random
+    ) -> None:
         """Queue a random configuration not measured yet (of a backend still worth
         running): a sampler that keeps proposing what it has measured has converged
         on its model of the space, and without this the study would stop there, with
@@ -128,8 +141,11 @@ def as_measured(row: TrialRecord) -> Measured:
     (a configuration over --max-memory is as good as failed), the accuracy figures
     as the signature of what it computed."""
     status = "over_memory" if row.status == S.REJECTED and row.accuracy_ok else row.status
-    numerics = (tuple(sorted((k, round(v, 6)) for k, v in row.accuracy.items() if isinstance(v, (int, float))))
-                if row.accuracy and row.status in (S.OK, S.REJECTED) else None)
+    numerics = (
+        tuple(sorted((k, round(v, 6)) for k, v in row.accuracy.items() if isinstance(v, (int, float))))
+        if row.accuracy and row.status in (S.OK, S.REJECTED)
+        else None
+    )
     return Measured(row.config, status, row.value if status in (S.OK, S.REJECTED) else None, numerics)
 
 

@@ -48,24 +48,36 @@ POLL_S = 2.0
 T = TypeVar("T")
 
 
-def heartbeat_storage(url: str, heartbeat_s: int, grace_s: int,
-                      on_stale: Callable[[optuna.Study, optuna.trial.FrozenTrial], None]) -> Any:
+def heartbeat_storage(
+    url: str, heartbeat_s: int, grace_s: int, on_stale: Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+) -> Any:
     """Optuna's storage on the store's database (its schema already checked by the
     store), with heartbeats; connections are tested before use, as the store's are."""
     import optuna
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, skip_compatibility_check=True,
-                                          heartbeat_interval=heartbeat_s, grace_period=grace_s,
-                                          heartbeat_stale_trial_callback=on_stale)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs={"pool_pre_ping": True},
+            skip_compatibility_check=True,
+            heartbeat_interval=heartbeat_s,
+            grace_period=grace_s,
+            heartbeat_stale_trial_callback=on_stale,
+        )
 
 
 class Joined:
     """One of several workers sharing the study (see the module docstring)."""
 
-    def __init__(self, store: Store, recorder: Recorder, grace_s: int = DEFAULT_GRACE_S,
-                 say: Callable[[str], None] | None = None, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        recorder: Recorder,
+        grace_s: int = DEFAULT_GRACE_S,
+        say: Callable[[str], None] | None = None,
+        owner: str | None = None,
+    ) -> None:
         self.store = store
         self.recorder = recorder
         self.grace_s = int(grace_s)
@@ -152,12 +164,18 @@ class Joined:
         if self.store.trial(self.study_id, frozen.number) is not None:
             return
         try:
-            self.store.record_trial(NewTrial(
-                self.study_id, frozen.number, frozen.user_attrs.get("config", {}), S.INTERRUPTED,
-                reason=f"its worker stopped beating its heartbeat for {self.grace_s} s; its configuration was queued "
-                       "again for another worker",
-                started_at=frozen.datetime_start, finished_at=now(),
-            ))
+            self.store.record_trial(
+                NewTrial(
+                    self.study_id,
+                    frozen.number,
+                    frozen.user_attrs.get("config", {}),
+                    S.INTERRUPTED,
+                    reason=f"its worker stopped beating its heartbeat for {self.grace_s} s; its configuration was queued "
+                    "again for another worker",
+                    started_at=frozen.datetime_start,
+                    finished_at=now(),
+                )
+            )
         except DuplicateTrialError:
             return  # another worker settled it first
         if frozen.params:

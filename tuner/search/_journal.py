@@ -50,8 +50,9 @@ def journal_path(store: Store, study_name: str) -> Path:
 class Journal:
     """Rows of one study kept on disk until the database has them."""
 
-    def __init__(self, store: Store, study_name: str, retry_s: float = DB_RETRY_S,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, store: Store, study_name: str, retry_s: float = DB_RETRY_S, warn: Callable[[str], None] | None = None
+    ) -> None:
         self.store = store
         self.study_name = study_name
         self.path = journal_path(store, study_name)
@@ -113,8 +114,7 @@ class Journal:
             self.path.unlink(missing_ok=True)
             return
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps({"study_name": self.study_name, "trial": _to_json(t)}) + "\n"
-                               for t in rest))
+        tmp.write_text("".join(json.dumps({"study_name": self.study_name, "trial": _to_json(t)}) + "\n" for t in rest))
         os.replace(tmp, self.path)
 
     # -- the database ------------------------------------------------------------------
@@ -140,8 +140,10 @@ class Journal:
                         "written when the same command runs again with the server back"
                     ) from exc
                 if attempt == 0:
-                    self.warn(f"the database server went away ({_cause(exc)}); trial {trial.number}'s result is kept "
-                              f"in {self.path}; retrying for up to {self.retry_s:.0f} s")
+                    self.warn(
+                        f"the database server went away ({_cause(exc)}); trial {trial.number}'s result is kept "
+                        f"in {self.path}; retrying for up to {self.retry_s:.0f} s"
+                    )
                 self.sleep(min(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)], left))
                 attempt += 1
                 continue

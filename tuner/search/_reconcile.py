@@ -66,43 +66,81 @@ class Recorder:
         # database has it (tuner.search._journal); the store's own write otherwise.
         self.write: Callable[[NewTrial], Any] = store.record_trial
 
-    def record_measured(self, study: optuna.Study, trial: optuna.Trial, study_id: int, config: dict[str, Any],
-                        result: S.TrialResult, plan: RuntimePlan, started: datetime) -> TrialRecord:
+    def record_measured(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        study_id: int,
+        config: dict[str, Any],
+        result: S.TrialResult,
+        plan: RuntimePlan,
+        started: datetime,
+    ) -> TrialRecord:
         """Judge a worker's result, store it, tell Optuna; returns the stored row."""
         verdict = self.judge(result, config, plan)
-        measured = NewTrial.measured(study_id, trial.number, config, result, value=verdict.value,
-                                     accuracy_ok=self.judge.accuracy_ok(result.accuracy),
-                                     started_at=started, finished_at=now())
-        self.write(replace(
-            measured, status=verdict.status, reason=verdict.reason,
-            # The tail only where it explains something.
-            stderr_tail="" if verdict.status == S.OK else measured.stderr_tail,
-            throughput=(objectives.throughput(result.stats, self.judge.batch) if result.stats.get("median")
-                        else measured.throughput),
-        ))
+        measured = NewTrial.measured(
+            study_id,
+            trial.number,
+            config,
+            result,
+            value=verdict.value,
+            accuracy_ok=self.judge.accuracy_ok(result.accuracy),
+            started_at=started,
+            finished_at=now(),
+        )
+        self.write(
+            replace(
+                measured,
+                status=verdict.status,
+                reason=verdict.reason,
+                # The tail only where it explains something.
+                stderr_tail="" if verdict.status == S.OK else measured.stderr_tail,
+                throughput=(
+                    objectives.throughput(result.stats, self.judge.batch)
+                    if result.stats.get("median")
+                    else measured.throughput
+                ),
+            )
+        )
         row = self.store.trial(study_id, trial.number)
         assert row is not None  # committed just above
         self.tell(study, trial, row)
         return row
 
-    def record_duplicate(self, study: optuna.Study, trial: optuna.Trial, study_id: int, config: dict[str, Any],
-                         earlier: TrialRecord) -> None:
+    def record_duplicate(
+        self, study: optuna.Study, trial: optuna.Trial, study_id: int, config: dict[str, Any], earlier: TrialRecord
+    ) -> None:
         """A configuration measured before: stored as ``duplicate``, told its earlier result."""
-        self.store.record_trial(NewTrial(
-            study_id, trial.number, config, S.DUPLICATE,
-            reason=f"same configuration as trial {earlier.number}; its result was reused",
-            value=earlier.value, started_at=now(), finished_at=now(),
-        ))
+        self.store.record_trial(
+            NewTrial(
+                study_id,
+                trial.number,
+                config,
+                S.DUPLICATE,
+                reason=f"same configuration as trial {earlier.number}; its result was reused",
+                value=earlier.value,
+                started_at=now(),
+                finished_at=now(),
+            )
+        )
         self.tell(study, trial, earlier)
 
-    def record_skipped(self, study: optuna.Study, trial: optuna.Trial, study_id: int, config: dict[str, Any],
-                       why: str, median_ms: float) -> None:
+    def record_skipped(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        study_id: int,
+        config: dict[str, Any],
+        why: str,
+        median_ms: float,
+    ) -> None:
         """Stored, and told to Optuna as pruned at its backend's best median, so the
         sampler learns the region is slow without a process being started."""
         from optuna.trial import TrialState
 
-        self.store.record_trial(NewTrial(study_id, trial.number, config, S.SKIPPED, reason=why,
-                                         started_at=now(), finished_at=now()))
+        self.store.record_trial(
+            NewTrial(study_id, trial.number, config, S.SKIPPED, reason=why, started_at=now(), finished_at=now())
+        )
         trial.set_user_attr(MEDIAN_ATTR, median_ms)
         trial.set_user_attr(FEASIBLE_ATTR, False)
         trial.set_constraint("accuracy", 0.0)
@@ -122,17 +160,36 @@ class Recorder:
             row = self.store.trial(study_id, frozen.number)
             if row is not None:
                 if row.status == S.DUPLICATE:  # told from the trial it repeats
-                    row = next((r for r in self.store.trials(study_id) if r.status not in NOT_COUNTED
-                                and config_key(r.config) == config_key(row.config)), row)
+                    row = next(
+                        (
+                            r
+                            for r in self.store.trials(study_id)
+                            if r.status not in NOT_COUNTED and config_key(r.config) == config_key(row.config)
+                        ),
+                        row,
+                    )
                 self.tell(study, trial, row)
                 continue
-            config = frozen.user_attrs.get("config") or (
-                config_from_params(space, frozen.system_attrs.get("fixed_params") or frozen.params)
-                if space is not None else None) or {}
-            self.store.record_trial(NewTrial(
-                study_id, frozen.number, config, S.INTERRUPTED, reason=INTERRUPTED_REASON,
-                started_at=frozen.datetime_start, finished_at=now(),
-            ))
+            config = (
+                frozen.user_attrs.get("config")
+                or (
+                    config_from_params(space, frozen.system_attrs.get("fixed_params") or frozen.params)
+                    if space is not None
+                    else None
+                )
+                or {}
+            )
+            self.store.record_trial(
+                NewTrial(
+                    study_id,
+                    frozen.number,
+                    config,
+                    S.INTERRUPTED,
+                    reason=INTERRUPTED_REASON,
+                    started_at=frozen.datetime_start,
+                    finished_at=now(),
+                )
+            )
             study.tell(trial, state=TrialState.FAIL)
 
     def reruns(self, study_id: int) -> list[dict[str, Any]]:
@@ -160,15 +217,30 @@ class Recorder:
         trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
         return optuna.trial.Trial(study, trial_id)
 
-    def record_interrupted(self, study: optuna.Study, trial: optuna.Trial, study_id: int, config: dict[str, Any],
-                           started: datetime, why: str) -> None:
+    def record_interrupted(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        study_id: int,
+        config: dict[str, Any],
+        started: datetime,
+        why: str,
+    ) -> None:
         """A trial the study itself stops in (a full disk): stored ``interrupted``, so
         its configuration runs first when the study resumes, and told as failed."""
         from optuna.trial import TrialState
 
-        self.store.record_trial(NewTrial(study_id, trial.number, config, S.INTERRUPTED,
-                                         reason=f"{why}; {INTERRUPTED_REASON.split('; ', 1)[1]}",
-                                         started_at=started, finished_at=now()))
+        self.store.record_trial(
+            NewTrial(
+                study_id,
+                trial.number,
+                config,
+                S.INTERRUPTED,
+                reason=f"{why}; {INTERRUPTED_REASON.split('; ', 1)[1]}",
+                started_at=started,
+                finished_at=now(),
+            )
+        )
         study.tell(trial, state=TrialState.FAIL)
 
     def tell(self, study: optuna.Study, trial: optuna.Trial, row: TrialRecord) -> None:

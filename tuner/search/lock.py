@@ -78,9 +78,11 @@ class MachineLock:
             return False
         for pid in holders:
             _kill_group(pid)
-        print(f"tuner: stopped {len(holders)} process{'es' if len(holders) > 1 else ''} left running by an earlier "
-              f"tuning run that still held this machine ({self._holder()}): pid {', '.join(map(str, holders))}",
-              file=sys.stderr)
+        print(
+            f"tuner: stopped {len(holders)} process{'es' if len(holders) > 1 else ''} left running by an earlier "
+            f"tuning run that still held this machine ({self._holder()}): pid {', '.join(map(str, holders))}",
+            file=sys.stderr,
+        )
         deadline = time.monotonic() + REAP_WAIT_S
         while time.monotonic() < deadline:
             try:

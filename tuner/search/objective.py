@@ -11,7 +11,15 @@ from tuner.trial import spec as S
 from tuner.vocabulary import OBJECTIVES, Objective
 
 __all__ = [
-    "OBJECTIVES", "best", "better", "direction", "directions", "space_objective", "throughput", "unit", "value_of",
+    "OBJECTIVES",
+    "best",
+    "better",
+    "direction",
+    "directions",
+    "space_objective",
+    "throughput",
+    "unit",
+    "value_of",
 ]
 
 Direction = Literal["minimize", "maximize"]

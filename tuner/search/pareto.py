@@ -24,8 +24,7 @@ def front(points: Sequence[tuple[K, float, float]]) -> list[K]:
     """Keys of the non-dominated points among (key, latency, throughput), by latency.
     Equal points are all kept: neither dominates the other."""
     kept = [
-        (key, lat, thr) for key, lat, thr in points
-        if not any(dominates((l2, t2), (lat, thr)) for _, l2, t2 in points)
+        (key, lat, thr) for key, lat, thr in points if not any(dominates((l2, t2), (lat, thr)) for _, l2, t2 in points)
     ]
     return [key for key, _, _ in sorted(kept, key=lambda p: (p[1], -p[2]))]
 

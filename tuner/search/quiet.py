@@ -28,16 +28,28 @@ def warn_to_stderr(message: str) -> None:
 
 
 class QuietRunner:
-    def __init__(self, runner: Any, check: bool = True, retries: int = DEFAULT_NOISE_RETRIES,
-                 warn: Callable[[str], None] = warn_to_stderr, wait_s: float = DEFAULT_NOISE_WAIT_S) -> None:
+    def __init__(
+        self,
+        runner: Any,
+        check: bool = True,
+        retries: int = DEFAULT_NOISE_RETRIES,
+        warn: Callable[[str], None] = warn_to_stderr,
+        wait_s: float = DEFAULT_NOISE_WAIT_S,
+    ) -> None:
         self.runner = runner  # a tuner.trial.runner.TrialRunner (or a replay of one)
         self.check = check
         self.retries = max(0, retries)
         self.warn = warn
         self.wait_s = wait_s
 
-    def run(self, workload: S.Workload, config: dict[str, Any], reference: str | None, label: str,
-            measure: S.MeasureSettings) -> tuple[S.TrialResult, RuntimePlan]:
+    def run(
+        self,
+        workload: S.Workload,
+        config: dict[str, Any],
+        reference: str | None,
+        label: str,
+        measure: S.MeasureSettings,
+    ) -> tuple[S.TrialResult, RuntimePlan]:
         """Run ``config`` once or more (see the module docstring); never raises for a failed run."""
         from tuner.trial.measure import NOISY
         from tuner.trial.noise import describe
@@ -56,7 +68,9 @@ class QuietRunner:
                 self.warn(f"{label}: timed while the machine was busy ({describe(during)}{busy}); running it again")
         result, plan, before = min(attempts, key=lambda a: _other_cpu(a[0]))
         result.noise = {
-            **result.noise, "before": before, "attempts": len(attempts),
+            **result.noise,
+            "before": before,
+            "attempts": len(attempts),
             "noisy_attempts": sum(1 for a in attempts if (a[0].noise.get("during") or {}).get("noisy")),
         }
         during = result.noise.get("during") or {}
@@ -90,8 +104,10 @@ def governor_warning(cpus: Iterable[int]) -> str | None:
     slow = sorted({g for g in governors(cpus).values() if g != "performance"})
     if not slow:
         return None
-    return (f"CPU frequency governor is {', '.join(slow)}: the clock may change between trials; "
-            "`cpupower frequency-set -g performance` pins it")
+    return (
+        f"CPU frequency governor is {', '.join(slow)}: the clock may change between trials; "
+        "`cpupower frequency-set -g performance` pins it"
+    )
 
 
 def _other_cpu(result: S.TrialResult) -> float:

@@ -46,11 +46,11 @@ LOCAL_CENTRES = 5
 MAX_COMBINED = 5
 
 
-
 def warm_start(space: "Space") -> list[dict[str, Any]]:
     """The stock default; then every backend at its defaults; then every other
     precision of each backend. Everything else stays at the file's defaults (threads:
     every physical core), so each of these trials differs from another in one choice."""
+
     def at_defaults(backend: str, precision: Any | None) -> dict[str, Any]:
         config: dict[str, Any] = {"backend": backend}
         for dim in space.dimensions(backend):
@@ -164,12 +164,15 @@ def _fails_guard(config: dict[str, Any], rejected: list[dict[str, Any]], neutral
     """Whether ``config`` differs from a configuration below the accuracy guard only
     in numerics-neutral dimensions (a dimension only one side has is switched on by
     one that differs, and judged through it)."""
-    return any(r["backend"] == config["backend"]
-               and all(r[k] == config[k] or k in neutral for k in config.keys() & r.keys()) for r in rejected)
+    return any(
+        r["backend"] == config["backend"] and all(r[k] == config[k] or k in neutral for k in config.keys() & r.keys())
+        for r in rejected
+    )
 
 
-def next_local(space: "Space", centres: list[tuple[dict[str, Any], float]], measured: list[Measured],
-               better: Any) -> dict[str, Any] | None:
+def next_local(
+    space: "Space", centres: list[tuple[dict[str, Any], float]], measured: list[Measured], better: Any
+) -> dict[str, Any] | None:
     """The local search's next configuration, or None when it has nothing left.
 
     ``centres``: the best passing (configuration, value) so far, best first;
@@ -187,7 +190,9 @@ def next_local(space: "Space", centres: list[tuple[dict[str, Any], float]], meas
     rejected = [m.config for m in measured if m.status == TrialStatus.REJECTED]
     hurt: list[tuple[float, int, dict[str, Any]]] = []  # (effect elsewhere, centre rank, configuration)
     for rank, (centre, centre_value) in enumerate(centres[:LOCAL_CENTRES]):
-        near: dict[str, tuple[float, Any]] = {}  # dimension -> (log ratio, value) of its change that beat the centre most
+        near: dict[
+            str, tuple[float, Any]
+        ] = {}  # dimension -> (log ratio, value) of its change that beat the centre most
         fresh: list[tuple[float, int, dict[str, Any]]] = []  # (effect elsewhere, order, configuration)
         for dim, value, config in neighbours(space, centre):
             found = done.get(config_key(config))
@@ -208,8 +213,14 @@ def next_local(space: "Space", centres: list[tuple[dict[str, Any], float]], meas
     return min(hurt, key=lambda h: h[:2])[2] if hurt else None
 
 
-def _next_combination(space: "Space", centre: dict[str, Any], near: dict[str, tuple[float, Any]], done: dict[str, Measured],
-                      rejected: list[dict[str, Any]], neutral: set[str]) -> dict[str, Any] | None:
+def _next_combination(
+    space: "Space",
+    centre: dict[str, Any],
+    near: dict[str, tuple[float, Any]],
+    done: dict[str, Measured],
+    rejected: list[dict[str, Any]],
+    neutral: set[str],
+) -> dict[str, Any] | None:
     """The unmeasured combination of two or more of ``near``'s changes with the lowest
     sum of measured log ratios (the knobs add up nearly independently)."""
     best = sorted(near.items(), key=lambda item: item[1][0])[:MAX_COMBINED]
@@ -223,7 +234,10 @@ def _next_combination(space: "Space", centre: dict[str, Any], near: dict[str, tu
 
 
 def make_sampler(
-    strategy: str, seed: int | None, trials: int | None = None, warm_start_size: int = 0,
+    strategy: str,
+    seed: int | None,
+    trials: int | None = None,
+    warm_start_size: int = 0,
 ) -> "optuna.samplers.BaseSampler":
     import optuna
 
@@ -238,6 +252,8 @@ def make_sampler(
         if strategy == Strategy.TPE:
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, (trials or 30) // 3)))
         return optuna.samplers.TPESampler(
-            seed=seed, group=True, multivariate=True,
+            seed=seed,
+            group=True,
+            multivariate=True,
             n_startup_trials=max(_STRUCTURED_MIN_STARTUP, warm_start_size),
         )

@@ -16,8 +16,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Dimension", "Pruned", "Space", "load_space"]
 
-_HOME = {"load_space": "tuner.space.loader", "Dimension": "tuner.space.space", "Pruned": "tuner.space.space",
-         "Space": "tuner.space.space"}
+_HOME = {
+    "load_space": "tuner.space.loader",
+    "Dimension": "tuner.space.space",
+    "Pruned": "tuner.space.space",
+    "Space": "tuner.space.space",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -62,32 +62,61 @@ def env_state(decl: EnvDecl) -> EnvState:
     folder = env_dir(decl.name)
     manifest_path = folder / MANIFEST_FILE
     if not folder.exists():
-        return EnvState(decl.name, ABSENT, folder, why=f"its environment {decl.name!r} does not exist: "
-                                                        f"{create_hint(decl.name)}")
+        return EnvState(
+            decl.name, ABSENT, folder, why=f"its environment {decl.name!r} does not exist: {create_hint(decl.name)}"
+        )
     if not manifest_path.is_file():
         if is_building(decl.name):
-            return EnvState(decl.name, BUILDING, folder,
-                            why=f"its environment {decl.name!r} is being built (`tuner env create {decl.name}`)")
-        return EnvState(decl.name, INCOMPLETE, folder,
-                        why=f"its environment {decl.name!r} was never finished: {create_hint(decl.name)} again")
+            return EnvState(
+                decl.name,
+                BUILDING,
+                folder,
+                why=f"its environment {decl.name!r} is being built (`tuner env create {decl.name}`)",
+            )
+        return EnvState(
+            decl.name,
+            INCOMPLETE,
+            folder,
+            why=f"its environment {decl.name!r} was never finished: {create_hint(decl.name)} again",
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:
-        return EnvState(decl.name, INCOMPLETE, folder, why=f"its environment {decl.name!r} has an unreadable "
-                                                            f"{MANIFEST_FILE} ({exc}): {create_hint(decl.name)} again")
+        return EnvState(
+            decl.name,
+            INCOMPLETE,
+            folder,
+            why=f"its environment {decl.name!r} has an unreadable "
+            f"{MANIFEST_FILE} ({exc}): {create_hint(decl.name)} again",
+        )
     wanted = requested_packages(decl)
     if manifest.get("packages") != wanted:
-        return EnvState(decl.name, STALE, folder, manifest,
-                        why=f"its environment {decl.name!r} was built for other packages "
-                            f"({', '.join(manifest.get('packages') or [])}): {create_hint(decl.name)} to rebuild it")
+        return EnvState(
+            decl.name,
+            STALE,
+            folder,
+            manifest,
+            why=f"its environment {decl.name!r} was built for other packages "
+            f"({', '.join(manifest.get('packages') or [])}): {create_hint(decl.name)} to rebuild it",
+        )
     link = manifest.get("tuner_link")
     if link == "copy" and manifest.get("tuner_version") != __version__:
-        return EnvState(decl.name, STALE, folder, manifest,
-                        why=f"its environment {decl.name!r} holds tuner {manifest.get('tuner_version')}, this is "
-                            f"{__version__}: {create_hint(decl.name)} to rebuild it")
+        return EnvState(
+            decl.name,
+            STALE,
+            folder,
+            manifest,
+            why=f"its environment {decl.name!r} holds tuner {manifest.get('tuner_version')}, this is "
+            f"{__version__}: {create_hint(decl.name)} to rebuild it",
+        )
     if not (folder / "bin" / "python").exists():
-        return EnvState(decl.name, INCOMPLETE, folder, manifest,
-                        why=f"its environment {decl.name!r} has no bin/python: {create_hint(decl.name)} again")
+        return EnvState(
+            decl.name,
+            INCOMPLETE,
+            folder,
+            manifest,
+            why=f"its environment {decl.name!r} has no bin/python: {create_hint(decl.name)} again",
+        )
     return EnvState(decl.name, READY, folder, manifest)
 
 

@@ -43,8 +43,9 @@ def _for_study(decls: tuple[DimensionDecl, ...], objective: str) -> list[Dimensi
     return kept
 
 
-def _resolve(decl: DimensionDecl, owner: str | None, symbols: dict[str, int],
-             machine: "MachineInfo", pruned: list[Pruned]) -> tuple[Dimension | None, str | None]:
+def _resolve(
+    decl: DimensionDecl, owner: str | None, symbols: dict[str, int], machine: "MachineInfo", pruned: list[Pruned]
+) -> tuple[Dimension | None, str | None]:
     """The dimension as this machine can run it, or (None, why) if nothing is left.
     Pruned choices are appended to ``pruned``."""
     param = decl.name if owner is None else f"{owner}.{decl.name}"
@@ -68,8 +69,9 @@ def _resolve(decl: DimensionDecl, owner: str | None, symbols: dict[str, int],
             kept.append(choice)
     if not kept:
         return None, f"no {decl.name} choice can run here ({'; '.join(reasons)})"
-    return Dimension(decl.name, param, decl.help, "categorical", tuple(kept), 0, 0, 1, decl.default, decl.when,
-                     owner), None
+    return Dimension(
+        decl.name, param, decl.help, "categorical", tuple(kept), 0, 0, 1, decl.default, decl.when, owner
+    ), None
 
 
 def _applicable(backend: str, uses: tuple[str, ...], dims: list[Dimension]) -> list[Dimension]:
@@ -97,8 +99,9 @@ def _applicable(backend: str, uses: tuple[str, ...], dims: list[Dimension]) -> l
     return kept
 
 
-def load_space(machine: "MachineInfo", directory: Path | None = None,
-               backends: list[str] | None = None, objective: str = "p50") -> Space:
+def load_space(
+    machine: "MachineInfo", directory: Path | None = None, backends: list[str] | None = None, objective: str = "p50"
+) -> Space:
     """The space of ``directory`` (default: the project's search_spaces/) on
     ``machine``, restricted to ``backends`` if given, for a study of ``objective``
     (a dimension with ``when = { objective = ... }`` is there only for those)."""
@@ -162,8 +165,13 @@ def load_space(machine: "MachineInfo", directory: Path | None = None,
 # -- `--space FILE`: the user's files merged over the shipped ones -------------------------
 
 
-def load_space_with(machine: "MachineInfo", files: "Sequence[Path]", backends: list[str] | None = None,
-                    objective: str = "p50", directory: Path | None = None) -> Space:
+def load_space_with(
+    machine: "MachineInfo",
+    files: "Sequence[Path]",
+    backends: list[str] | None = None,
+    objective: str = "p50",
+    directory: Path | None = None,
+) -> Space:
     """``load_space`` with the user's own files (``tuner auto --space FILE``) read over
     the shipped ones. A file is in the format of search_spaces/*.toml and is named after
     the file it applies to (``onnxruntime.toml``, ``common.toml``); its tables are merged
@@ -190,7 +198,8 @@ def load_space_with(machine: "MachineInfo", files: "Sequence[Path]", backends: l
                 raise SpaceFileError(
                     f"{file}: no shipped search-space file {Path(file).name} to read it over; name it after one of "
                     f"{', '.join(sorted(p.name for p in shipped.glob('*.toml')))} (a new backend needs a folder of "
-                    "its own: $TUNER_SPACE_DIR)")
+                    "its own: $TUNER_SPACE_DIR)"
+                )
             own = _toml_table(Path(file))
             merged = _merge(_toml_table(target, target.read_text(encoding="utf-8")), own)
             _fit_restricted(merged, own)

@@ -145,8 +145,12 @@ def _toml(value: Any) -> str:
 
 def _same_kind(a: object, b: object) -> bool:
     # bool is a subclass of int in Python; in a space file true and 1 are not alike.
-    return type(a) is type(b) or (isinstance(a, (int, float)) and isinstance(b, (int, float))
-                                  and not isinstance(a, bool) and not isinstance(b, bool))
+    return type(a) is type(b) or (
+        isinstance(a, (int, float))
+        and isinstance(b, (int, float))
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    )
 
 
 def _key_for(choice: Scalar) -> str:
@@ -188,8 +192,15 @@ def _bound(check: _Checker, value: Any, where: str) -> int | str:
     raise check.fail(f"{where} must be an integer or one of {', '.join(SYMBOLS)}, got {_toml(value)}")
 
 
-def _dimension(check: _Checker, name: str, table: Any, earlier: dict[str, DimensionDecl],
-               later: set[str], backends: set[str], is_common: bool) -> DimensionDecl:
+def _dimension(
+    check: _Checker,
+    name: str,
+    table: Any,
+    earlier: dict[str, DimensionDecl],
+    later: set[str],
+    backends: set[str],
+    is_common: bool,
+) -> DimensionDecl:
     where = f"dimension {name!r}"
     if not _NAME.match(name) or name in ("backend", USES):
         raise check.fail(f"{where}: a name is lower-case letters, digits and _, and not 'backend' or '{USES}'")
@@ -197,11 +208,11 @@ def _dimension(check: _Checker, name: str, table: Any, earlier: dict[str, Dimens
         raise check.fail(f"{where} must be a table, got {_toml(table)}")
     check.unknown_keys(table, _DIMENSION_KEYS, where)
     if "help" not in table:
-        raise check.fail(f"{where} has no help text (help = \"...\")")
+        raise check.fail(f'{where} has no help text (help = "...")')
     help_text = check.string(table["help"], f"{where}.help")
     kind = table.get("type", "categorical")
     if kind not in ("categorical", "int"):
-        raise check.fail(f"{where}.type must be \"categorical\" or \"int\", got {_toml(kind)}")
+        raise check.fail(f'{where}.type must be "categorical" or "int", got {_toml(kind)}')
     if "default" not in table:
         raise check.fail(f"{where} has no default (the backend's stock choice)")
     default = table["default"]
@@ -214,10 +225,10 @@ def _dimension(check: _Checker, name: str, table: Any, earlier: dict[str, Dimens
     if kind == "int":
         for key in ("choices", "requires"):
             if key in table:
-                raise check.fail(f"{where}: {key!r} does not apply to type = \"int\" (use low/high/step)")
+                raise check.fail(f'{where}: {key!r} does not apply to type = "int" (use low/high/step)')
         for key in ("low", "high"):
             if key not in table:
-                raise check.fail(f"{where}: type = \"int\" needs {key!r}")
+                raise check.fail(f'{where}: type = "int" needs {key!r}')
         low = _bound(check, table["low"], f"{where}.low")
         high = _bound(check, table["high"], f"{where}.high")
         step = table.get("step", 1)
@@ -232,10 +243,10 @@ def _dimension(check: _Checker, name: str, table: Any, earlier: dict[str, Dimens
     else:
         for key in ("low", "high", "step"):
             if key in table:
-                raise check.fail(f"{where}: {key!r} needs type = \"int\"")
+                raise check.fail(f'{where}: {key!r} needs type = "int"')
         raw = table.get("choices")
         if not isinstance(raw, list):
-            raise check.fail(f"{where} needs choices = [...] (or type = \"int\" with low/high)")
+            raise check.fail(f'{where} needs choices = [...] (or type = "int" with low/high)')
         if not raw:
             raise check.fail(f"{where} has empty choices")
         if not all(isinstance(c, (str, int, float, bool)) for c in raw):
@@ -260,10 +271,17 @@ def _dimension(check: _Checker, name: str, table: Any, earlier: dict[str, Dimens
     return DimensionDecl(name, help_text, kind, choices, low, high, step, default, when, requires)
 
 
-def _when(check: _Checker, table: Any, where: str, earlier: dict[str, DimensionDecl],
-          later: set[str], backends: set[str], is_common: bool) -> tuple[tuple[str, tuple[Scalar, ...]], ...]:
+def _when(
+    check: _Checker,
+    table: Any,
+    where: str,
+    earlier: dict[str, DimensionDecl],
+    later: set[str],
+    backends: set[str],
+    is_common: bool,
+) -> tuple[tuple[str, tuple[Scalar, ...]], ...]:
     if not isinstance(table, dict):
-        raise check.fail(f"{where}.when must be a table like {{ precision = \"int8\" }}, got {_toml(table)}")
+        raise check.fail(f'{where}.when must be a table like {{ precision = "int8" }}, got {_toml(table)}')
     conditions = []
     for ref, wanted in table.items():
         values = tuple(wanted) if isinstance(wanted, list) else (wanted,)
@@ -318,7 +336,7 @@ def read_space_file(path: Path, backends: set[str] | frozenset[str], text: str |
     default_backend = None
     if is_common:
         if "default_backend" not in data:
-            raise check.fail("needs default_backend = \"<backend>\" (the stock default to compare against)")
+            raise check.fail('needs default_backend = "<backend>" (the stock default to compare against)')
         default_backend = check.string(data["default_backend"], "default_backend")
         if default_backend not in backends:
             raise check.fail(
@@ -349,13 +367,15 @@ def _module_name(check: _Checker, value: Any, where: str) -> str:
 
 def _backend(check: _Checker, table: Any) -> BackendDecl:
     if not isinstance(table, dict):
-        raise check.fail(f"backend must be a table ([backend] with module = \"package.module:Class\"), got {_toml(table)}")
+        raise check.fail(
+            f'backend must be a table ([backend] with module = "package.module:Class"), got {_toml(table)}'
+        )
     check.unknown_keys(table, _BACKEND_TABLE_KEYS, "backend")
     if "module" not in table:
-        raise check.fail("backend needs module = \"package.module:Class\" (where the Backend class is)")
+        raise check.fail('backend needs module = "package.module:Class" (where the Backend class is)')
     module, _, class_name = check.string(table["module"], "backend.module").partition(":")
     if not _MODULE.match(module) or not class_name.isidentifier():
-        raise check.fail(f"backend.module must be \"package.module:Class\", got {_toml(table['module'])}")
+        raise check.fail(f'backend.module must be "package.module:Class", got {_toml(table["module"])}')
     fork_served = table.get("fork_served", False)
     if not isinstance(fork_served, bool):
         raise check.fail(f"backend.fork_served must be true or false, got {_toml(fork_served)}")
@@ -380,8 +400,14 @@ def _backend(check: _Checker, table: Any) -> BackendDecl:
         if library.name in libraries:
             raise check.fail(f"backend.libraries names {library.name!r} twice")
         libraries[library.name] = library
-    return BackendDecl(module, class_name, fork_served, preload or ((module,) if fork_served else ()),
-                       tuple(dict.fromkeys(uses)), tuple(libraries.values()))
+    return BackendDecl(
+        module,
+        class_name,
+        fork_served,
+        preload or ((module,) if fork_served else ()),
+        tuple(dict.fromkeys(uses)),
+        tuple(libraries.values()),
+    )
 
 
 def _env(check: _Checker, table: Any) -> EnvDecl:
@@ -394,5 +420,9 @@ def _env(check: _Checker, table: Any) -> EnvDecl:
     packages = check.strings(table.get("packages", []), "env.packages")
     if not packages:
         raise check.fail("env.packages lists no packages (pip requirement strings)")
-    return EnvDecl(name, check.string(table.get("help", ""), "env.help"), packages,
-                   check.strings(table.get("imports", []), "env.imports"))
+    return EnvDecl(
+        name,
+        check.string(table.get("help", ""), "env.help"),
+        packages,
+        check.strings(table.get("imports", []), "env.imports"),
+    )

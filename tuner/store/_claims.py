@@ -43,6 +43,7 @@ class Claims:
     """``Store`` methods for claims."""
 
     if TYPE_CHECKING:
+
         def _transaction(self, write: bool = False) -> AbstractContextManager[Session]: ...
 
     def claim(self, study_id: int, name: str, owner: str, stale_after_s: float) -> ClaimRecord:
@@ -60,9 +61,16 @@ class Claims:
             now = _server_now(session)
             insert = _insert_for(session)
             session.execute(
-                insert(ClaimRow.__table__).values(
-                    study_id=study_id, name=name, owner=owner, claimed=now, heartbeat=now, done=None,
-                ).on_conflict_do_nothing(index_elements=["study_id", "name"])
+                insert(ClaimRow.__table__)
+                .values(
+                    study_id=study_id,
+                    name=name,
+                    owner=owner,
+                    claimed=now,
+                    heartbeat=now,
+                    done=None,
+                )
+                .on_conflict_do_nothing(index_elements=["study_id", "name"])
             )
             row = session.execute(
                 select(ClaimRow).where(ClaimRow.study_id == study_id, ClaimRow.name == name).with_for_update()
@@ -80,7 +88,8 @@ class Claims:
 
         with self._transaction(write=True) as session:
             result = session.execute(
-                update(ClaimRow).where(ClaimRow.id == claim_id, ClaimRow.owner == owner, ClaimRow.done.is_(None))
+                update(ClaimRow)
+                .where(ClaimRow.id == claim_id, ClaimRow.owner == owner, ClaimRow.done.is_(None))
                 .values(heartbeat=_server_now(session))
             )
             return bool(getattr(result, "rowcount", 0))
@@ -93,7 +102,8 @@ class Claims:
 
         with self._transaction(write=True) as session:
             result = session.execute(
-                update(ClaimRow).where(ClaimRow.id == claim_id, ClaimRow.owner == owner, ClaimRow.done.is_(None))
+                update(ClaimRow)
+                .where(ClaimRow.id == claim_id, ClaimRow.owner == owner, ClaimRow.done.is_(None))
                 .values(done=_server_now(session))
             )
             return bool(getattr(result, "rowcount", 0))
@@ -120,5 +130,12 @@ def _server_now(session: Session) -> datetime:
 
 
 def _claim(row: ClaimRow) -> ClaimRecord:
-    return ClaimRecord(id=row.id, study_id=row.study_id, name=row.name, owner=row.owner, claimed=row.claimed,
-                       heartbeat=row.heartbeat, done=row.done)
+    return ClaimRecord(
+        id=row.id,
+        study_id=row.study_id,
+        name=row.name,
+        owner=row.owner,
+        claimed=row.claimed,
+        heartbeat=row.heartbeat,
+        done=row.done,
+    )

@@ -185,11 +185,11 @@ def make_read_only_engine(url: URL) -> Engine:
         if url.get_backend_name() == "sqlite":
             raise ValueError("an in-memory database cannot be opened read-only")
         make_engine(url).dispose()  # a missing driver, said as make_engine says it
-        return create_engine(url, pool_pre_ping=True,
-                             connect_args={"options": "-c default_transaction_read_only=on"})
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c default_transaction_read_only=on"})
 
-    return create_engine("sqlite://", creator=read_only_connector(file), poolclass=QueuePool, pool_size=2,
-                         max_overflow=4)
+    return create_engine(
+        "sqlite://", creator=read_only_connector(file), poolclass=QueuePool, pool_size=2, max_overflow=4
+    )
 
 
 def read_only_connector(file: Path) -> Any:

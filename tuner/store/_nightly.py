@@ -60,6 +60,7 @@ class NightlyRuns:
     """``Store`` methods for nightly runs and winners' dependencies."""
 
     if TYPE_CHECKING:
+
         def _transaction(self, write: bool = False) -> AbstractContextManager[Session]: ...
 
     # -- winners -------------------------------------------------------------------
@@ -84,11 +85,20 @@ class NightlyRuns:
         with self._transaction() as session:
             return [
                 WinnerRecord(
-                    best=_as(BestRecord, best, fingerprint=machine.fingerprint, model_id=model.model_id,
-                             content_hash=model.content_hash),
-                    machine=_as(MachineRecord, machine), model=_as(ModelRecord, model), study_id=study.id,
-                    optuna_study_name=study.optuna_study_name, space_hash=study.space_hash,
-                    study_settings=dict(study.settings or {}), tuner_version=best.tuner_version,
+                    best=_as(
+                        BestRecord,
+                        best,
+                        fingerprint=machine.fingerprint,
+                        model_id=model.model_id,
+                        content_hash=model.content_hash,
+                    ),
+                    machine=_as(MachineRecord, machine),
+                    model=_as(ModelRecord, model),
+                    study_id=study.id,
+                    optuna_study_name=study.optuna_study_name,
+                    space_hash=study.space_hash,
+                    study_settings=dict(study.settings or {}),
+                    tuner_version=best.tuner_version,
                 )
                 for best, machine, model, study in session.execute(query)
             ]
@@ -96,8 +106,14 @@ class NightlyRuns:
     # -- nightly runs --------------------------------------------------------------
 
     def start_nightly_run(
-        self, *, machine_id: int | None, hostname: str, fingerprint: str, pid: int | None,
-        settings: Mapping[str, Any], plan: Sequence[Mapping[str, Any]],
+        self,
+        *,
+        machine_id: int | None,
+        hostname: str,
+        fingerprint: str,
+        pid: int | None,
+        settings: Mapping[str, Any],
+        plan: Sequence[Mapping[str, Any]],
     ) -> NightlyRunRecord:
         """A new run, "running", with its plan."""
         from tuner.store._schema import MachineRow, NightlyRunRow, utcnow
@@ -106,9 +122,18 @@ class NightlyRuns:
             if machine_id is not None and session.get(MachineRow, machine_id) is None:
                 raise KeyError(f"no machine with id {machine_id} in the store")
             row = NightlyRunRow(
-                machine_id=machine_id, hostname=hostname, fingerprint=fingerprint, pid=pid, status="running",
-                exit_code=None, settings=dict(settings), plan=[dict(i) for i in plan], results=[], summary=None,
-                started=utcnow(), finished=None,
+                machine_id=machine_id,
+                hostname=hostname,
+                fingerprint=fingerprint,
+                pid=pid,
+                status="running",
+                exit_code=None,
+                settings=dict(settings),
+                plan=[dict(i) for i in plan],
+                results=[],
+                summary=None,
+                started=utcnow(),
+                finished=None,
             )
             session.add(row)
             session.flush()
@@ -124,7 +149,12 @@ class NightlyRuns:
             row.results = [dict(r) for r in results]
 
     def finish_nightly_run(
-        self, run_id: int, *, status: str, exit_code: int | None, summary: str | None,
+        self,
+        run_id: int,
+        *,
+        status: str,
+        exit_code: int | None,
+        summary: str | None,
         results: Sequence[Mapping[str, Any]] | None = None,
     ) -> NightlyRunRecord:
         from tuner.store._schema import NightlyRunRow, utcnow
@@ -149,10 +179,15 @@ class NightlyRuns:
         from tuner.store._schema import NightlyRunRow, utcnow
 
         with self._transaction(write=True) as session:
-            rows = session.execute(
-                select(NightlyRunRow).where(NightlyRunRow.hostname == hostname, NightlyRunRow.status == "running")
-                .order_by(NightlyRunRow.id)
-            ).scalars().all()
+            rows = (
+                session.execute(
+                    select(NightlyRunRow)
+                    .where(NightlyRunRow.hostname == hostname, NightlyRunRow.status == "running")
+                    .order_by(NightlyRunRow.id)
+                )
+                .scalars()
+                .all()
+            )
             for row in rows:
                 row.status, row.finished = "interrupted", utcnow()
                 row.summary = row.summary or "killed before it finished; the next run resumed its plan"

@@ -40,8 +40,9 @@ def optuna_storage(url: URL, read_only: bool = False) -> Any:
     elif read_only:
         engine_kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
     try:
-        storage = optuna.storages.RDBStorage(rendered, engine_kwargs=engine_kwargs, skip_compatibility_check=True,
-                                             skip_table_creation=read_only)
+        storage = optuna.storages.RDBStorage(
+            rendered, engine_kwargs=engine_kwargs, skip_compatibility_check=True, skip_table_creation=read_only
+        )
         current, head, known = storage.get_current_version(), storage.get_head_version(), storage.get_all_versions()
     except SQLAlchemyError as exc:
         if is_environment_error(exc):
@@ -59,8 +60,10 @@ def optuna_storage(url: URL, read_only: bool = False) -> Any:
         raise StoreError(
             f"the database {where} has Optuna's tables at schema revision {current!r}, older than this Optuna "
             f"{optuna.__version__} uses ({head!r}): upgrade them once with `optuna storage upgrade --storage URL` "
-            "(back the database up first), or pass --db with another database")
+            "(back the database up first), or pass --db with another database"
+        )
     raise StoreError(
         f"the database {where} has Optuna's tables at schema revision {current!r}, which Optuna "
         f"{optuna.__version__} does not know (a newer Optuna wrote it; this one's newest is {head!r}): upgrade "
-        "optuna (pip install -U optuna) or pass --db with another database")
+        "optuna (pip install -U optuna) or pass --db with another database"
+    )

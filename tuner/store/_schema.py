@@ -12,7 +12,7 @@ PostgreSQL), times are UTC.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -50,7 +50,7 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -67,12 +67,12 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
 
 
 def json_safe(value: Any) -> Any:
@@ -148,9 +148,7 @@ class ModelRow(Base):
 
 class StudyRow(Base):
     __tablename__ = "tuner_studies"
-    __table_args__ = (
-        Index(None, "machine_id", "model_pk", "seq_len", "batch", "objective"),
-    )
+    __table_args__ = (Index(None, "machine_id", "model_pk", "seq_len", "batch", "objective"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     machine_id: Mapped[int] = mapped_column(ForeignKey("tuner_machines.id", ondelete="CASCADE"))
@@ -258,8 +256,7 @@ class NightlyRunRow(Base):
     __tablename__ = "tuner_nightly_runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    machine_id: Mapped[int | None] = mapped_column(
-        ForeignKey("tuner_machines.id", ondelete="SET NULL"), index=True)
+    machine_id: Mapped[int | None] = mapped_column(ForeignKey("tuner_machines.id", ondelete="SET NULL"), index=True)
     hostname: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(128))
     pid: Mapped[int | None] = mapped_column(Integer)

@@ -47,10 +47,17 @@ class FleetQueries:
     """``Store`` methods for the fleet: peers of a workload and their best configurations."""
 
     if TYPE_CHECKING:
+
         def _transaction(self, write: bool = False) -> AbstractContextManager[Session]: ...
 
     def peers(
-        self, model: str, seq_len: int | None, batch: int, objective: str, *, winners_only: bool = False,
+        self,
+        model: str,
+        seq_len: int | None,
+        batch: int,
+        objective: str,
+        *,
+        winners_only: bool = False,
         exclude_fingerprint: str | None = None,
     ) -> list[PeerRecord]:
         """Every machine with a winner (``winners_only``) or a study of ``model`` (a
@@ -90,15 +97,27 @@ class FleetQueries:
             if not wanted:
                 return []
             machines = session.execute(
-                select(MachineRow.id, MachineRow.fingerprint, MachineRow.hardware_fingerprint, MachineRow.hostname,
-                       MachineRow.last_seen, MachineRow.info["cpu"].label("cpu"))
-                .where(MachineRow.id.in_(wanted)).order_by(MachineRow.id)
+                select(
+                    MachineRow.id,
+                    MachineRow.fingerprint,
+                    MachineRow.hardware_fingerprint,
+                    MachineRow.hostname,
+                    MachineRow.last_seen,
+                    MachineRow.info["cpu"].label("cpu"),
+                )
+                .where(MachineRow.id.in_(wanted))
+                .order_by(MachineRow.id)
             ).all()
         return [
             PeerRecord(
-                machine_id=m.id, fingerprint=m.fingerprint, hardware_fingerprint=m.hardware_fingerprint,
-                hostname=m.hostname, cpu=dict(m.cpu) if isinstance(m.cpu, Mapping) else {}, last_seen=m.last_seen,
-                best=winners.get(m.id), study_ids=tuple(studies.get(m.id, ())),
+                machine_id=m.id,
+                fingerprint=m.fingerprint,
+                hardware_fingerprint=m.hardware_fingerprint,
+                hostname=m.hostname,
+                cpu=dict(m.cpu) if isinstance(m.cpu, Mapping) else {},
+                last_seen=m.last_seen,
+                best=winners.get(m.id),
+                study_ids=tuple(studies.get(m.id, ())),
             )
             for m in machines
             if m.fingerprint != exclude_fingerprint
@@ -115,7 +134,8 @@ class FleetQueries:
         query = (
             select(TrialRow.config, TrialRow.value)
             .where(TrialRow.study_id == study_id, TrialRow.status == "ok", TrialRow.value.is_not(None))
-            .order_by(order, TrialRow.number).limit(limit)
+            .order_by(order, TrialRow.number)
+            .limit(limit)
         )
         with self._transaction() as session:
             return [(dict(config), float(value)) for config, value in session.execute(query)]
@@ -140,9 +160,22 @@ def _with(peer: PeerRecord, level: Similarity) -> PeerRecord:
 
 def _best(row: Any, fingerprint: str, model_id: str, content_hash: str) -> BestRecord:
     return BestRecord(
-        machine_id=row.machine_id, fingerprint=fingerprint, model_pk=row.model_pk, model_id=model_id,
-        content_hash=content_hash, seq_len=row.seq_len, batch=row.batch, objective=row.objective,
-        trial_id=row.trial_id, config=row.config, metrics=row.metrics, default_median_ms=row.default_median_ms,
-        speedup=row.speedup, updated=row.updated, speedup_low=row.speedup_low, speedup_high=row.speedup_high,
-        significant=row.significant, finalists=row.finalists,
+        machine_id=row.machine_id,
+        fingerprint=fingerprint,
+        model_pk=row.model_pk,
+        model_id=model_id,
+        content_hash=content_hash,
+        seq_len=row.seq_len,
+        batch=row.batch,
+        objective=row.objective,
+        trial_id=row.trial_id,
+        config=row.config,
+        metrics=row.metrics,
+        default_median_ms=row.default_median_ms,
+        speedup=row.speedup,
+        updated=row.updated,
+        speedup_low=row.speedup_low,
+        speedup_high=row.speedup_high,
+        significant=row.significant,
+        finalists=row.finalists,
     )

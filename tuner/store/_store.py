@@ -131,15 +131,17 @@ class Store(NightlyRuns, FleetQueries, Claims):
         if revisions != (SCHEMA_HEAD,):
             engine.dispose()
             if not revisions:
-                raise StoreError(f"{where} has no tuner tables; run `tuner auto` first, or pass --db with the "
-                                 "tuner's database")
+                raise StoreError(
+                    f"{where} has no tuner tables; run `tuner auto` first, or pass --db with the tuner's database"
+                )
             _migrate.check_known(revisions, parsed)  # written by a newer tuner: refused
             if file is None or _engine.folder_writable(file):
                 return cls.open(url)  # an older schema, upgraded where it can be written
             raise StoreError(
                 f"the database {where} has schema revision {', '.join(revisions)}, older than this tuner's "
                 f"{SCHEMA_HEAD}, and cannot be upgraded here (read-only); upgrade it once where it can be written "
-                f"(e.g. `tuner history --db {where}`), or use the tuner that wrote it")
+                f"(e.g. `tuner history --db {where}`), or use the tuner that wrote it"
+            )
         store = cls(engine, parsed)
         store.read_only = True
         return store
@@ -170,7 +172,11 @@ class Store(NightlyRuns, FleetQueries, Claims):
     # -- machines and models ---------------------------------------------------------
 
     def upsert_machine(
-        self, info: Mapping[str, Any], fingerprint: str, hardware_fingerprint: str, software_fingerprint: str,
+        self,
+        info: Mapping[str, Any],
+        fingerprint: str,
+        hardware_fingerprint: str,
+        software_fingerprint: str,
         hostname: str,
     ) -> int:
         """The machine's id; a known fingerprint gets its info, hostname and last_seen refreshed."""
@@ -178,13 +184,22 @@ class Store(NightlyRuns, FleetQueries, Claims):
 
         now = utcnow()
         values = {
-            "fingerprint": fingerprint, "hardware_fingerprint": hardware_fingerprint,
-            "software_fingerprint": software_fingerprint, "hostname": hostname, "info": dict(info),
-            "first_seen": now, "last_seen": now,
+            "fingerprint": fingerprint,
+            "hardware_fingerprint": hardware_fingerprint,
+            "software_fingerprint": software_fingerprint,
+            "hostname": hostname,
+            "info": dict(info),
+            "first_seen": now,
+            "last_seen": now,
         }
         with self._transaction(write=True) as session:
-            return self._upsert(session, MachineRow, values, key=("fingerprint",), update=(
-                "hardware_fingerprint", "software_fingerprint", "hostname", "info", "last_seen"))
+            return self._upsert(
+                session,
+                MachineRow,
+                values,
+                key=("fingerprint",),
+                update=("hardware_fingerprint", "software_fingerprint", "hostname", "info", "last_seen"),
+            )
 
     def upsert_model(self, model_id: str, content_hash: str, path: str, task: str) -> int:
         """The model's id, by content hash.
@@ -235,8 +250,15 @@ class Store(NightlyRuns, FleetQueries, Claims):
     # -- studies ---------------------------------------------------------------------
 
     def get_or_create_study(
-        self, machine_id: int, model_pk: int, seq_len: int, batch: int, objective: str, space_hash: str,
-        optuna_study_name: str, settings: Mapping[str, Any],
+        self,
+        machine_id: int,
+        model_pk: int,
+        seq_len: int,
+        batch: int,
+        objective: str,
+        space_hash: str,
+        optuna_study_name: str,
+        settings: Mapping[str, Any],
     ) -> StudyRecord:
         """The study named ``optuna_study_name``, created if new.
 
@@ -252,8 +274,14 @@ class Store(NightlyRuns, FleetQueries, Claims):
         if seq_len < 1 or batch < 1:
             raise ValueError(f"seq_len and batch must be >= 1, not {seq_len} and {batch}")
         now = utcnow()
-        wanted = {"machine_id": machine_id, "model_pk": model_pk, "seq_len": seq_len, "batch": batch,
-                  "objective": objective, "space_hash": space_hash}
+        wanted = {
+            "machine_id": machine_id,
+            "model_pk": model_pk,
+            "seq_len": seq_len,
+            "batch": batch,
+            "objective": objective,
+            "space_hash": space_hash,
+        }
         with self._transaction(write=True) as session:
             row = session.execute(
                 select(StudyRow).where(StudyRow.optuna_study_name == optuna_study_name)
@@ -265,10 +293,16 @@ class Store(NightlyRuns, FleetQueries, Claims):
                 # PostgreSQL fleet): then its row wins and is read back below.
                 insert = _insert_for(session)
                 session.execute(
-                    insert(StudyRow.__table__).values(
-                        **wanted, optuna_study_name=optuna_study_name, settings=dict(settings), status="running",
-                        created=now, updated=now,
-                    ).on_conflict_do_nothing(index_elements=["optuna_study_name"])
+                    insert(StudyRow.__table__)
+                    .values(
+                        **wanted,
+                        optuna_study_name=optuna_study_name,
+                        settings=dict(settings),
+                        status="running",
+                        created=now,
+                        updated=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["optuna_study_name"])
                 )
             else:
                 found = {k: getattr(row, k) for k in wanted}
@@ -276,9 +310,7 @@ class Store(NightlyRuns, FleetQueries, Claims):
                     raise ValueError(f"study {optuna_study_name!r} already exists with {found}, not {wanted}")
                 row.status, row.settings, row.updated = "running", dict(settings), now
             session.flush()
-            result = session.execute(
-                self._studies_query().where(StudyRow.optuna_study_name == optuna_study_name)
-            ).one()
+            result = session.execute(self._studies_query().where(StudyRow.optuna_study_name == optuna_study_name)).one()
             return _study_record(*result)
 
     def set_study_status(self, study_id: int, status: str) -> None:
@@ -309,8 +341,10 @@ class Store(NightlyRuns, FleetQueries, Claims):
         from tuner.store._schema import MachineRow, ModelRow, StudyRow, TrialRow
 
         n_trials = (
-            select(func.count(TrialRow.id)).where(TrialRow.study_id == StudyRow.id)
-            .correlate(StudyRow).scalar_subquery()
+            select(func.count(TrialRow.id))
+            .where(TrialRow.study_id == StudyRow.id)
+            .correlate(StudyRow)
+            .scalar_subquery()
         )
         return (
             select(StudyRow, MachineRow.fingerprint, ModelRow.model_id, ModelRow.content_hash, n_trials)
@@ -434,10 +468,22 @@ class Store(NightlyRuns, FleetQueries, Claims):
             if trial_id is not None:
                 _require(session, TrialRow, trial_id, "trial")
             row = ReplayRow(
-                study_id=study_id, trial_id=trial_id, kind=kind, role=role, round=round, config=dict(config),
-                status=status, reason=reason, median_ms=median_ms, p90_ms=p90_ms, p99_ms=p99_ms,
-                n_samples=n_samples, samples_ms=list(samples_ms), throughput=throughput,
-                flags=list(flags) if flags is not None else None, noise=dict(noise) if noise is not None else None,
+                study_id=study_id,
+                trial_id=trial_id,
+                kind=kind,
+                role=role,
+                round=round,
+                config=dict(config),
+                status=status,
+                reason=reason,
+                median_ms=median_ms,
+                p90_ms=p90_ms,
+                p99_ms=p99_ms,
+                n_samples=n_samples,
+                samples_ms=list(samples_ms),
+                throughput=throughput,
+                flags=list(flags) if flags is not None else None,
+                noise=dict(noise) if noise is not None else None,
                 created=utcnow(),
             )
             session.add(row)
@@ -460,10 +506,22 @@ class Store(NightlyRuns, FleetQueries, Claims):
     # -- best ------------------------------------------------------------------------
 
     def set_best(
-        self, machine_id: int, model_pk: int, seq_len: int, batch: int, objective: str, trial_id: int,
-        config: Mapping[str, Any], metrics: Mapping[str, Any], default_median_ms: float | None,
-        speedup: float | None, *, speedup_low: float | None = None, speedup_high: float | None = None,
-        significant: bool | None = None, finalists: Sequence[Mapping[str, Any]] | None = None,
+        self,
+        machine_id: int,
+        model_pk: int,
+        seq_len: int,
+        batch: int,
+        objective: str,
+        trial_id: int,
+        config: Mapping[str, Any],
+        metrics: Mapping[str, Any],
+        default_median_ms: float | None,
+        speedup: float | None,
+        *,
+        speedup_low: float | None = None,
+        speedup_high: float | None = None,
+        significant: bool | None = None,
+        finalists: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """Make ``trial_id`` the best for (machine, model, seq_len, batch, objective).
 
@@ -474,10 +532,20 @@ class Store(NightlyRuns, FleetQueries, Claims):
 
         _check(objective, OBJECTIVES, "objective")
         values = {
-            "machine_id": machine_id, "model_pk": model_pk, "seq_len": seq_len, "batch": batch,
-            "objective": objective, "trial_id": trial_id, "config": dict(config), "metrics": dict(metrics),
-            "default_median_ms": default_median_ms, "speedup": speedup, "updated": utcnow(),
-            "speedup_low": speedup_low, "speedup_high": speedup_high, "significant": significant,
+            "machine_id": machine_id,
+            "model_pk": model_pk,
+            "seq_len": seq_len,
+            "batch": batch,
+            "objective": objective,
+            "trial_id": trial_id,
+            "config": dict(config),
+            "metrics": dict(metrics),
+            "default_median_ms": default_median_ms,
+            "speedup": speedup,
+            "updated": utcnow(),
+            "speedup_low": speedup_low,
+            "speedup_high": speedup_high,
+            "significant": significant,
             "finalists": [dict(f) for f in finalists] if finalists is not None else None,
             "tuner_version": __version__,  # a winner depends on the tuner that chose it (docs/nightly.md)
         }
@@ -491,13 +559,32 @@ class Store(NightlyRuns, FleetQueries, Claims):
                     f"not {(machine_id, model_pk, seq_len, batch)}"
                 )
             self._upsert(
-                session, BestRow, values, key=("machine_id", "model_pk", "seq_len", "batch", "objective"),
-                update=("trial_id", "config", "metrics", "default_median_ms", "speedup", "updated",
-                        "speedup_low", "speedup_high", "significant", "finalists", "tuner_version"),
+                session,
+                BestRow,
+                values,
+                key=("machine_id", "model_pk", "seq_len", "batch", "objective"),
+                update=(
+                    "trial_id",
+                    "config",
+                    "metrics",
+                    "default_median_ms",
+                    "speedup",
+                    "updated",
+                    "speedup_low",
+                    "speedup_high",
+                    "significant",
+                    "finalists",
+                    "tuner_version",
+                ),
             )
 
     def best(
-        self, fingerprint: str, model: str, seq_len: int | None = None, batch: int = 1, objective: str = "p50",
+        self,
+        fingerprint: str,
+        model: str,
+        seq_len: int | None = None,
+        batch: int = 1,
+        objective: str = "p50",
     ) -> list[BestRecord]:
         """The best configurations on this machine, ordered by seq_len (all when None).
 
@@ -547,7 +634,11 @@ class Store(NightlyRuns, FleetQueries, Claims):
 
     @staticmethod
     def _upsert(
-        session: "Session", model: type, values: dict[str, Any], key: tuple[str, ...], update: tuple[str, ...],
+        session: "Session",
+        model: type,
+        values: dict[str, Any],
+        key: tuple[str, ...],
+        update: tuple[str, ...],
     ) -> int:
         """INSERT ... ON CONFLICT (key) DO UPDATE: atomic even against other processes."""
         table = model.__table__  # type: ignore[attr-defined]
@@ -608,18 +699,44 @@ def _trial_record(row: "TrialRow") -> TrialRecord:
 
 def _study_record(row: "StudyRow", fingerprint: str, model_id: str, content_hash: str, n_trials: int) -> StudyRecord:
     return StudyRecord(
-        id=row.id, machine_id=row.machine_id, fingerprint=fingerprint, model_pk=row.model_pk, model_id=model_id,
-        content_hash=content_hash, seq_len=row.seq_len, batch=row.batch, objective=row.objective,
-        space_hash=row.space_hash, optuna_study_name=row.optuna_study_name, settings=row.settings,
-        status=row.status, created=row.created, updated=row.updated, n_trials=int(n_trials), pareto=row.pareto,
+        id=row.id,
+        machine_id=row.machine_id,
+        fingerprint=fingerprint,
+        model_pk=row.model_pk,
+        model_id=model_id,
+        content_hash=content_hash,
+        seq_len=row.seq_len,
+        batch=row.batch,
+        objective=row.objective,
+        space_hash=row.space_hash,
+        optuna_study_name=row.optuna_study_name,
+        settings=row.settings,
+        status=row.status,
+        created=row.created,
+        updated=row.updated,
+        n_trials=int(n_trials),
+        pareto=row.pareto,
     )
 
 
 def _best_record(row: "BestRow", fingerprint: str, model_id: str, content_hash: str) -> BestRecord:
     return BestRecord(
-        machine_id=row.machine_id, fingerprint=fingerprint, model_pk=row.model_pk, model_id=model_id,
-        content_hash=content_hash, seq_len=row.seq_len, batch=row.batch, objective=row.objective,
-        trial_id=row.trial_id, config=row.config, metrics=row.metrics, default_median_ms=row.default_median_ms,
-        speedup=row.speedup, updated=row.updated, speedup_low=row.speedup_low, speedup_high=row.speedup_high,
-        significant=row.significant, finalists=row.finalists,
+        machine_id=row.machine_id,
+        fingerprint=fingerprint,
+        model_pk=row.model_pk,
+        model_id=model_id,
+        content_hash=content_hash,
+        seq_len=row.seq_len,
+        batch=row.batch,
+        objective=row.objective,
+        trial_id=row.trial_id,
+        config=row.config,
+        metrics=row.metrics,
+        default_median_ms=row.default_median_ms,
+        speedup=row.speedup,
+        updated=row.updated,
+        speedup_low=row.speedup_low,
+        speedup_high=row.speedup_high,
+        significant=row.significant,
+        finalists=row.finalists,
     )

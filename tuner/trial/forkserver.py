@@ -82,7 +82,7 @@ def preload(modules: list[str]) -> None:
     for name in modules:
         try:
             if name.startswith("model:"):
-                _preload_model_class(name[len("model:"):])
+                _preload_model_class(name[len("model:") :])
             else:
                 importlib.import_module(name)
         except Exception:  # noqa: BLE001 - an optimisation only; the trial will say what is wrong
@@ -268,14 +268,19 @@ class ForkServers:
         self._servers.clear()
 
 
-def _start_server(key: tuple, python: str, prefix: list[str], env: dict[str, str],
-                  modules: list[str]) -> ForkServer | None:
+def _start_server(
+    key: tuple, python: str, prefix: list[str], env: dict[str, str], modules: list[str]
+) -> ForkServer | None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         proc = subprocess.Popen(
             [*prefix, python, "-m", "tuner.trial.forkserver", str(theirs.fileno()), *modules],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(theirs.fileno(), *lifeline.inherited_fds()), start_new_session=True, env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(), *lifeline.inherited_fds()),
+            start_new_session=True,
+            env=env,
             preexec_fn=lifeline.preexec(),  # killed with the tuner (tuner.trial.lifeline)
         )
     except OSError:

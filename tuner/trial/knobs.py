@@ -45,8 +45,13 @@ MALLOC_CONFS: dict[str, tuple[str | None, dict[str, Any]]] = {
     # Never give dirty pages back: no madvise in the hot path, at the cost of RSS.
     "tuned_no_decay": (
         "oversize_threshold:1,background_thread:true,metadata_thp:auto,dirty_decay_ms:-1,muzzy_decay_ms:-1",
-        {"background_thread": True, "metadata_thp": "auto", "oversize_threshold": 0,
-         "dirty_decay_ms": -1, "muzzy_decay_ms": -1},
+        {
+            "background_thread": True,
+            "metadata_thp": "auto",
+            "oversize_threshold": 0,
+            "dirty_decay_ms": -1,
+            "muzzy_decay_ms": -1,
+        },
     ),
 }
 

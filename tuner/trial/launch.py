@@ -58,8 +58,14 @@ class _Running:
     result_closed: bool = False  # the worker finished writing its result
 
 
-def run_worker(spec: TrialSpec, plan: RuntimePlan, timeout_s: float, python: str | None = None,
-               servers: "ForkServers | None" = None, preload: list[str] | None = None) -> TrialResult:
+def run_worker(
+    spec: TrialSpec,
+    plan: RuntimePlan,
+    timeout_s: float,
+    python: str | None = None,
+    servers: "ForkServers | None" = None,
+    preload: list[str] | None = None,
+) -> TrialResult:
     """Run one trial in a fresh process group; never raises for a failed trial.
     With ``servers`` and modules to ``preload``, the process is forked by the fork
     server of this exact start (started on first use); a cold start when none can."""

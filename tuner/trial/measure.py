@@ -81,7 +81,8 @@ def warm_up(call: Callable[[], Any], settings: MeasureSettings) -> WarmUp:
         elapsed = clock() - start
         enough = calls >= settings.warmup_calls and elapsed >= settings.warmup_seconds * 1e9
         steady = previous is not None and abs(window_median - previous) <= max(
-            settings.settle_tolerance * previous, _ABS_TOLERANCE_MS)
+            settings.settle_tolerance * previous, _ABS_TOLERANCE_MS
+        )
         if enough and steady:
             return WarmUp(calls, elapsed / 1e9, True, window_median)
         if elapsed >= limit_ns:
@@ -201,9 +202,11 @@ def stability_warnings(stats: dict[str, float], settled: bool = True, flags: Seq
     """
     cv, share, n = stats.get("cv"), stats.get("outlier_share"), stats.get("n")
     words = {
-        UNSTABLE: f"unstable: stdev is {cv:.0%} of the mean" if cv is not None and math.isfinite(cv)
+        UNSTABLE: f"unstable: stdev is {cv:.0%} of the mean"
+        if cv is not None and math.isfinite(cv)
         else f"unstable: stdev is {CV_LIMIT:.0%} of the mean or more",
-        OUTLIERS: f"outliers: {share:.1%} of calls took over {OUTLIER_RATIO}x the median" if share is not None
+        OUTLIERS: f"outliers: {share:.1%} of calls took over {OUTLIER_RATIO}x the median"
+        if share is not None
         else f"outliers: over {OUTLIER_SHARE:.0%} of calls took over {OUTLIER_RATIO}x the median",
         FEW_SAMPLES: f"only {int(n)} samples" if n is not None else f"fewer than {MIN_SAMPLES} samples",
         NOT_SETTLED: "the warm-up did not settle",

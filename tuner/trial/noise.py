@@ -82,7 +82,12 @@ class InterferenceMeter:
 
 
 def summarize_window(
-    cpus: list[int], wall_s: float, own_cpu_s: float, busy_s: float, steal_s: float, total_s: float,
+    cpus: list[int],
+    wall_s: float,
+    own_cpu_s: float,
+    busy_s: float,
+    steal_s: float,
+    total_s: float,
 ) -> dict[str, Any]:
     """The figures of one window, and whether it was noisy."""
     wall_s = max(wall_s, 1e-9)
@@ -92,9 +97,14 @@ def summarize_window(
     resolution = len(cpus) * _TICK_S / wall_s
     reasons = _judge(other, steal, resolution)
     return {
-        "cpus": list(cpus), "seconds": round(wall_s, 3), "other_cpu": round(other, 3),
-        "own_cpu": round(own_cpu_s / wall_s, 3), "steal": round(steal, 4), "resolution": round(resolution, 3),
-        "noisy": bool(reasons), "reasons": reasons,
+        "cpus": list(cpus),
+        "seconds": round(wall_s, 3),
+        "other_cpu": round(other, 3),
+        "own_cpu": round(own_cpu_s / wall_s, 3),
+        "steal": round(steal, 4),
+        "resolution": round(resolution, 3),
+        "noisy": bool(reasons),
+        "reasons": reasons,
     }
 
 
@@ -174,12 +184,23 @@ def check_machine(cpus: Iterable[int] | None = None, window_s: float = 0.25) -> 
     busy1, steal1, total1 = read_cpu_times(cpu_list)
     # Our own sampling costs CPU too; it is subtracted like a worker's own time.
     window = summarize_window(
-        cpu_list, elapsed, time.process_time() - own0, busy1 - busy0, steal1 - steal0, total1 - total0,
+        cpu_list,
+        elapsed,
+        time.process_time() - own0,
+        busy1 - busy0,
+        steal1 - steal0,
+        total1 - total0,
     )
     found_governors = governors(cpu_list)
     slow = sorted({g for g in found_governors.values() if g != "performance"})
-    warnings = [f"CPU frequency governor {', '.join(slow)}: the clock may change between trials; "
-                "`cpupower frequency-set -g performance` pins it"] if slow else []
+    warnings = (
+        [
+            f"CPU frequency governor {', '.join(slow)}: the clock may change between trials; "
+            "`cpupower frequency-set -g performance` pins it"
+        ]
+        if slow
+        else []
+    )
     return {
         **window,
         "load_avg": [round(v, 2) for v in os.getloadavg()],

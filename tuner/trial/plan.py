@@ -154,7 +154,7 @@ def plan_runtime(config: dict[str, Any], machine: "MachineInfo", instance: int =
         raise ValueError(f"unknown binding {binding!r}")
     if binding != "none":
         every = _binding_cpus(config, machine, threads * instances)
-        cpus = every[instance * threads:(instance + 1) * threads]
+        cpus = every[instance * threads : (instance + 1) * threads]
         cpu_list = format_cpulist(cpus)
         prefix = ["taskset", "-c", cpu_list]
         if binding == "numactl":
@@ -169,8 +169,10 @@ def plan_runtime(config: dict[str, Any], machine: "MachineInfo", instance: int =
                 # As /proc/self/numa_maps writes the task's memory policy.
                 expect["mempolicy"] = f"bind:{nodes}" if memory == "membind" else "local"
             else:
-                notes.append(f"numactl refused here ({refusal}); bound with taskset -c {cpu_list} instead, "
-                             f"without a memory policy")
+                notes.append(
+                    f"numactl refused here ({refusal}); bound with taskset -c {cpu_list} instead, "
+                    f"without a memory policy"
+                )
         expect["cpus"] = cpus
     run_on = cpus if cpus is not None else sorted(machine.available_cpus)
     cores = len({topology.core_of.get(c, (0, c)) for c in run_on})
@@ -185,8 +187,9 @@ def plan_runtime(config: dict[str, Any], machine: "MachineInfo", instance: int =
     expect.update(allocator.expect)
     expect.update(openmp.expect)
     expect["env"] = dict(env)
-    return RuntimePlan(prefix=prefix, env=env, cpus=cpus, notes=notes, expect=expect,
-                       instance=instance, instances=instances)
+    return RuntimePlan(
+        prefix=prefix, env=env, cpus=cpus, notes=notes, expect=expect, instance=instance, instances=instances
+    )
 
 
 def plan_instances(config: dict[str, Any], machine: "MachineInfo") -> list[RuntimePlan]:

@@ -248,31 +248,44 @@ def differences(requested: dict[str, Any], effective: dict[str, Any]) -> list[st
     if want_threads is not None and got_threads is not None and want_threads != got_threads:
         problems.append(f"asked for {want_threads} threads, the framework uses {got_threads}")
     if "mempolicy" in requested and requested["mempolicy"] != effective.get("mempolicy"):
-        problems.append(f"asked for memory policy {requested['mempolicy']}, the process has {effective.get('mempolicy')}")
+        problems.append(
+            f"asked for memory policy {requested['mempolicy']}, the process has {effective.get('mempolicy')}"
+        )
     if "malloc" in requested:
         malloc = effective.get("malloc") or {}
         if requested["malloc"] != malloc.get("kind"):
-            problems.append(f"asked for the {requested['malloc']} allocator, malloc comes from "
-                            f"{malloc.get('library') or 'an unknown library'}")
+            problems.append(
+                f"asked for the {requested['malloc']} allocator, malloc comes from "
+                f"{malloc.get('library') or 'an unknown library'}"
+            )
         else:
             got_opts = effective.get("jemalloc") or {}
             for name, want in (requested.get("jemalloc") or {}).items():
                 if got_opts.get(name) != want:
-                    problems.append(f"MALLOC_CONF did not take: jemalloc reports opt.{name}={got_opts.get(name)!r}, "
-                                    f"expected {want!r}")
+                    problems.append(
+                        f"MALLOC_CONF did not take: jemalloc reports opt.{name}={got_opts.get(name)!r}, "
+                        f"expected {want!r}"
+                    )
     openmp = effective.get("openmp") or {}
     if "openmp" in requested:
         if requested["openmp"] != openmp.get("runtime"):
             where = openmp.get("library") or "no OpenMP runtime is loaded"
             problems.append(f"asked for the {requested['openmp']} OpenMP runtime, OpenMP calls go to {where}")
         else:
-            for key, label in (("kmp_blocktime", "blocktime"), ("omp_proc_bind", "proc_bind"),
-                               ("omp_num_places", "num_places")):
+            for key, label in (
+                ("kmp_blocktime", "blocktime"),
+                ("omp_proc_bind", "proc_bind"),
+                ("omp_num_places", "num_places"),
+            ):
                 if key in requested and openmp.get(label) != requested[key]:
-                    problems.append(f"{key}: asked for {requested[key]}, the OpenMP runtime reports {openmp.get(label)}")
+                    problems.append(
+                        f"{key}: asked for {requested[key]}, the OpenMP runtime reports {openmp.get(label)}"
+                    )
     if "pinned_threads" in requested and effective.get("pinned_threads", 0) < requested["pinned_threads"]:
-        problems.append(f"asked for {requested['pinned_threads']} OpenMP threads pinned to their own CPUs, "
-                        f"{effective.get('pinned_threads', 0)} are (thread masks {effective.get('thread_masks')})")
+        problems.append(
+            f"asked for {requested['pinned_threads']} OpenMP threads pinned to their own CPUs, "
+            f"{effective.get('pinned_threads', 0)} are (thread masks {effective.get('thread_masks')})"
+        )
     seen = effective.get("env")
     if seen is not None:
         for name, want in (requested.get("env") or {}).items():
@@ -285,8 +298,10 @@ def summary(effective: dict[str, Any]) -> list[str]:
     """The effective settings in a few lines, for ``tuner measure`` and ``tuner launch``."""
     if not effective:
         return []
-    lines = [f"cpus {_fmt(effective.get('cpus'))} (main thread now {_fmt(effective.get('main_thread_cpus'))}), "
-             f"memory policy {effective.get('mempolicy')}, mems allowed {effective.get('mems_allowed')}"]
+    lines = [
+        f"cpus {_fmt(effective.get('cpus'))} (main thread now {_fmt(effective.get('main_thread_cpus'))}), "
+        f"memory policy {effective.get('mempolicy')}, mems allowed {effective.get('mems_allowed')}"
+    ]
     malloc = effective.get("malloc") or {}
     line = f"malloc: {malloc.get('kind')} ({malloc.get('library')})"
     if effective.get("jemalloc"):
@@ -294,12 +309,15 @@ def summary(effective: dict[str, Any]) -> list[str]:
     lines.append(line)
     openmp = effective.get("openmp") or {}
     if openmp.get("runtime"):
-        details = ", ".join(f"{k} {openmp[k]}" for k in ("max_threads", "proc_bind", "num_places", "blocktime")
-                            if k in openmp)
+        details = ", ".join(
+            f"{k} {openmp[k]}" for k in ("max_threads", "proc_bind", "num_places", "blocktime") if k in openmp
+        )
         lines.append(f"openmp: {openmp['runtime']} ({openmp.get('library')}) {details}")
     if "threads" in effective:
-        lines.append(f"framework threads {effective['threads']}, {effective.get('pinned_threads', 0)} threads pinned, "
-                     f"masks {effective.get('thread_masks')}")
+        lines.append(
+            f"framework threads {effective['threads']}, {effective.get('pinned_threads', 0)} threads pinned, "
+            f"masks {effective.get('thread_masks')}"
+        )
     mapped = effective.get("libraries") or {}
     if mapped:
         lines.append("mapped: " + ", ".join(f"{k}={v}" for k, v in sorted(mapped.items())))

@@ -50,8 +50,14 @@ class TrialRunner:
 
     def _spec(self, workload: S.Workload, config: dict, reference: str | None, mode: str = "trial") -> S.TrialSpec:
         return S.TrialSpec(
-            model=self.model, workload=workload, config=config, cache_dir=str(self.cache_dir),
-            eval_texts=self.eval_texts, reference_path=reference, mode=mode, measure=self.measure,
+            model=self.model,
+            workload=workload,
+            config=config,
+            cache_dir=str(self.cache_dir),
+            eval_texts=self.eval_texts,
+            reference_path=reference,
+            mode=mode,
+            measure=self.measure,
         )
 
     def reference(self, workload: S.Workload) -> str:
@@ -71,7 +77,11 @@ class TrialRunner:
         return str(path)
 
     def run(
-        self, workload: S.Workload, config: dict, reference: str | None, python: str | None = None,
+        self,
+        workload: S.Workload,
+        config: dict,
+        reference: str | None,
+        python: str | None = None,
     ) -> tuple[S.TrialResult, RuntimePlan]:
         """One fresh process for ``config`` (one per instance for a throughput config);
         never raises for a failed trial. ``python`` is the interpreter of the worker

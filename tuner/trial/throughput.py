@@ -77,8 +77,13 @@ def combine(results: list[S.TrialResult], batch: int) -> S.TrialResult:
     for i, result in enumerate(results):
         if result.status != S.OK:
             reason = f"instance {i + 1} of {len(results)}: {result.reason}"
-            return S.TrialResult(status=result.status, reason=reason, stderr_tail=result.stderr_tail,
-                                 effective=result.effective, timings=result.timings)
+            return S.TrialResult(
+                status=result.status,
+                reason=reason,
+                stderr_tail=result.stderr_tail,
+                effective=result.effective,
+                timings=result.timings,
+            )
     samples = [s for r in results for s in r.samples_ms]
     stats = summarize(samples)
     per_instance = [instance_throughput(r.samples_ms, batch) for r in results]
@@ -92,7 +97,12 @@ def combine(results: list[S.TrialResult], batch: int) -> S.TrialResult:
     timings = dict(first.timings)
     timings["slowest_worker_s"] = max(r.timings.get("worker_s", 0.0) for r in results)
     return S.TrialResult(
-        status=S.OK, samples_ms=samples, stats=stats, accuracy=first.accuracy, effective=effective,
-        timings=timings, artifact=first.artifact,
+        status=S.OK,
+        samples_ms=samples,
+        stats=stats,
+        accuracy=first.accuracy,
+        effective=effective,
+        timings=timings,
+        artifact=first.artifact,
         stderr_tail="\n".join(r.stderr_tail for r in results if r.stderr_tail)[-4000:],
     )
