@@ -62,14 +62,24 @@ def test_best_names_the_most_similar_machine_and_prints_its_winner_from_similar(
 
     printed = run_tuner("best", "--db", any_db, "--model", MODEL, "--from-similar", env=env)
     (best,) = json.loads(printed.stdout)
-    assert best["config"] == WINNER and best["measured_here"] is False
-    assert best["measured_on"] == {"hostname": "twin-1", "fingerprint": "fp-twin-1", "similarity": "the same hardware"}
+    # Carried over into this machine's space: its values kept, the knobs it did not name at this space's defaults.
+    assert best["config"].items() >= WINNER.items() and best["measured_here"] is False
+    assert best["measured_on"] == {"hostname": "twin-1", "fingerprint": "fp-twin-1", "similarity": "the same hardware",
+                                   "config": WINNER}
     assert "warning: not measured here: the winner of twin-1" in printed.stderr
 
     shell = run_tuner("best", "--db", any_db, "--model", MODEL, "--seq-len", "16", "--format", "env",
                       "--from-similar", env=env)
     assert "export OMP_NUM_THREADS=1" in shell.stdout and "not measured here" in shell.stderr
     assert "over the stock default on twin-1" in shell.stderr
+
+
+def test_a_similar_winner_this_machine_cannot_run_as_it_was_is_carried_over(any_db: str,
+                                                                             env: dict[str, str]) -> None:
+    _winner_of(any_db, "sapphire_rapids", "spr-1", {**WINNER, "threads": 64})
+    (best,) = json.loads(run_tuner("best", "--db", any_db, "--model", MODEL, "--from-similar", env=env).stdout)
+    assert best["config"]["threads"] != 64 and best["measured_on"]["config"]["threads"] == 64
+    assert any("threads=64 is not possible here" in note for note in best["launch"]["notes"])
 
 
 def test_a_machine_with_a_winner_of_its_own_gets_its_own(any_db: str, env: dict[str, str]) -> None:

@@ -41,11 +41,12 @@ def test_a_configuration_is_carried_over_into_this_space(space: Any) -> None:
     assert gone is None and "ipex" in why
 
 
-def _peer_study(url: str, configs: list[dict[str, Any]], winner: int | None, fixture: str = "zen4",
+def _peer_study(url: str, configs: list[dict[str, Any]], winner: int | None, fixture: str | None = "zen4",
                 host: str = "zen4-1", seq: int = 16) -> None:
-    """Another machine's study of the shipped model: its trials best first, and its winner."""
+    """Another machine's study of the shipped model: its trials best first, and its winner.
+    ``fixture`` None: a machine with this one's CPU (other hardware otherwise)."""
     model = resolve_model(MODEL)
-    other = detect(str(FIXTURES / fixture))
+    other = detect(str(FIXTURES / fixture)) if fixture else detect()
     with Store.open(url) as store:
         machine = store.upsert_machine(other.to_dict(), f"fp-{host}", f"hw-{host}", "sw", host)
         model_pk = store.upsert_model(model.model_id, model.content_hash, model.path, model.task)
@@ -71,6 +72,9 @@ def test_the_closest_machines_results_winners_first(tmp_path: Path, space: Any) 
         assert "zen4-1" in start.describe(16) and "1 cannot run here" in start.describe(16)
         assert similar_start(store, here, model.content_hash, 128, 1, "p50", space).level is None
         assert similar_start(store, here, model.content_hash, 16, 1, "pareto", space).configs == ()
+        # From a machine of another kind (an Intel asking: AMD and Intel, other ISA classes), its winner alone.
+        far = similar_start(store, detect(str(FIXTURES / "cascade_lake_2s")), model.content_hash, 16, 1, "p50", space)
+        assert far.level == Similarity.ANY and len(far.configs) == 1
         (study_id,) = store.peers(model.content_hash, 16, 1, "p50")[0].study_ids  # not itself once it is the study
         assert similar_start(store, here, model.content_hash, 16, 1, "p50", space,
                              exclude_study=study_id).configs == (INT8,)  # the winner is still there
@@ -96,7 +100,7 @@ def test_a_new_study_measures_them_right_after_the_default_and_goes_on_past_a_fa
     url = f"sqlite:///{tmp_path / 'fleet.db'}"
     fp32 = space.default_config()
     fused = {**fp32, "graph": "fused"}
-    _peer_study(url, [INT8, fused], winner=0)
+    _peer_study(url, [INT8, fused], winner=0, fixture=None, host="twin-1")  # this CPU model: both are queued
     runner = FailingOne(INT8, tmp_path)
     options = TuneOptions(model=MODEL, seq_lens=[16], trials=6, db_url=url, space=space, seed=0, finalists=0,
                           noise_check=False, noise_retries=0, prune=False)
@@ -111,7 +115,7 @@ def test_a_new_study_measures_them_right_after_the_default_and_goes_on_past_a_fa
     assert (by_number[1].status, by_number[1].reason) == ("crashed", "worker exited with SIGILL (illegal instruction)")
     assert len([t for t in outcome.trials if t.status in ("ok", "crashed")]) == 6  # the search went on
     assert outcome.winner is not None and outcome.winner.status == "ok"
-    assert any("starting from 2 configurations of zen4-1" in n for n in notes), notes
+    assert any("starting from 2 configurations of twin-1 (the same CPU model and ISA)" in n for n in notes), notes
     assert len(runner.ran) >= 6 and WARM_CONFIGS >= 2
 
 

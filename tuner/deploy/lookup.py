@@ -43,7 +43,7 @@ class BestConfig:
     python: str | None = None
     # Where the winner was measured when it is not this machine's (`tuner best
     # --from-similar`): hostname, fingerprint and how alike; None: measured here.
-    measured_on: dict[str, str] | None = None
+    measured_on: dict[str, Any] | None = None
 
     @property
     def measured_here(self) -> bool:
@@ -132,7 +132,7 @@ def best_configs(
     except ModelNotFoundError:  # stored winners are still found by the name as typed
         key, model_path = model, None
     store = Store.open(db_url, read_only=True)
-    measured_on: dict[str, str] | None = None
+    measured_on: dict[str, Any] | None = None
     try:
         rows = store.best(machine.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
         if not rows and from_similar:
@@ -145,8 +145,12 @@ def best_configs(
         store.close()
     found = []
     for row in rows:
+        config: dict[str, Any] = dict(row.config)
+        carried: list[str] = []
+        if measured_on is not None:  # another machine's: its configuration in this machine's space
+            config, carried = carried_here(row.config, machine, objective)
         try:
-            plans = plan_instances(row.config, machine)
+            plans = plan_instances(config, machine)
         except MissingLibraryError as exc:
             raise UserError(f"the winner for {model} at seq {row.seq_len} preloads a library this machine lacks: "
                             f"{exc}") from None
@@ -154,24 +158,26 @@ def best_configs(
             raise UserError(f"the winner for {model} at seq {row.seq_len} cannot run here: {exc}; "
                             f"run `tuner auto --model {model}` again") from None
         try:
-            python = worker_python(row.config)
+            python = worker_python(config)
             env_notes: list[str] = []
         except UserError as exc:  # its environment is gone: shown, and launch refuses
             python, env_notes = None, [str(exc)]
         model_hash = row.content_hash
         per_instance = [
-            (p.prefix, deploy_env(row.config, p.env, model_hash, row.seq_len, p.instance, p.instances, model_path))
+            (p.prefix, deploy_env(config, p.env, model_hash, row.seq_len, p.instance, p.instances, model_path))
             for p in plans
         ]
         found.append(BestConfig(
-            model=model, seq_len=row.seq_len, batch=row.batch, objective=row.objective, config=row.config,
+            model=model, seq_len=row.seq_len, batch=row.batch, objective=row.objective, config=config,
             metrics=row.metrics, speedup=row.speedup, default_median_ms=row.default_median_ms,
             prefix=per_instance[0][0], env=per_instance[0][1], unset=plans[0].unset,
-            notes=[n for p in plans for n in p.notes] + env_notes, model_hash=model_hash,
+            notes=carried + [n for p in plans for n in p.notes] + env_notes, model_hash=model_hash,
             instances=per_instance if len(plans) > 1 else [],
             speedup_ci=(row.speedup_low, row.speedup_high) if row.speedup_low is not None
             and row.speedup_high is not None else None,
-            significant=row.significant, python=python, measured_on=measured_on,
+            significant=row.significant, python=python,
+            measured_on=None if measured_on is None else {
+                **measured_on, **({"config": dict(row.config)} if config != row.config else {})},
         ))
     return sorted(found, key=lambda b: b.seq_len)
 
@@ -188,6 +194,22 @@ def best_config(
         lengths = ", ".join(str(b.seq_len) for b in found)
         raise UserError(f"{model} was tuned at several sequence lengths ({lengths}); pass --seq-len")
     return found[0]
+
+
+def carried_here(config: dict[str, Any], machine: Any, objective: str) -> tuple[dict[str, Any], list[str]]:
+    """Another machine's winner in this machine's space (tuner.search._similar, as a
+    fleet's warm start carries it): a value this machine lacks (more threads than its
+    cores) takes the space's default, said in a note; unchanged when its backend is not here."""
+    from tuner.search._similar import carried_over
+    from tuner.search.objective import space_objective
+    from tuner.space import load_space
+
+    space = load_space(machine, objective=space_objective(objective))
+    here, changed = carried_over(space, config)
+    if here is None:
+        return dict(config), [f"{changed}: printed as that machine ran it"]
+    return here, [f"carried over to this machine: {changed} is not possible here, this space's default is used"
+                  ] if changed else []
 
 
 def closest_winner(store: Any, machine: Any, model_key: str, seq_len: int | None, batch: int,

@@ -5,7 +5,8 @@ The machines are ranked by tuner.store.rank_peers (same hardware fingerprint, th
 the same CPU model and ISA, then the same vendor and ISA class, then any machine);
 only the closest level that has results is used, at most ``WARM_MACHINES`` of its
 machines. Their winners come first, then their studies' best passing configurations,
-one of each machine in turn, at most ``WARM_CONFIGS`` in all.
+one of each machine in turn, at most ``WARM_CONFIGS`` in all from machines with the
+same hardware or CPU, 3 from the same ISA class, 1 (a winner) from any other.
 
 A configuration is carried over in this machine's space: a value the space does not
 have here (8 threads on 2 cores, bf16 where the CPU lacks it, a knob of another
@@ -35,6 +36,15 @@ WARM_MACHINES = 3
 # Configurations queued at most: the local search then centres on the best of them
 # (it takes up to 5 centres, tuner.search.strategy.LOCAL_CENTRES).
 WARM_CONFIGS = 5
+# ...fewer from machines less alike: their recipe (backend, precision, quantization)
+# tends to carry over, their runtime knobs (threads, binding, allocator) less so, and
+# each configuration queued is a trial this study spends (docs/benchmarks.md).
+CONFIGS_BY_SIMILARITY = {
+    Similarity.SAME_HARDWARE: WARM_CONFIGS,
+    Similarity.SAME_CPU: WARM_CONFIGS,
+    Similarity.SAME_CLASS: 3,
+    Similarity.ANY: 1,
+}
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,7 @@ def similar_start(store: Store, machine: MachineInfo, model_hash: str, seq_len: 
     ranked = rank_peers(peers, machine.hardware_fingerprint, machine.to_dict())
     level = ranked[0].similarity
     chosen = [p for p in ranked if p.similarity == level][:WARM_MACHINES]
+    limit = CONFIGS_BY_SIMILARITY[level]
     descending = objectives.direction(objective) == "maximize"
     candidates: list[dict[str, Any]] = [dict(p.best.config) for p in chosen if p.best is not None]
     tops = [store.top_trials(p.study_ids[0], WARM_CONFIGS, descending) if p.study_ids else [] for p in chosen]
@@ -123,7 +134,7 @@ def similar_start(store: Store, machine: MachineInfo, model_hash: str, seq_len: 
             continue
         seen.add(config_key(here))
         configs.append(here)
-        if len(configs) >= WARM_CONFIGS:
+        if len(configs) >= limit:
             break
     return SimilarStart(level, tuple(chosen), tuple(configs), tuple(not_here))
 
