@@ -74,6 +74,19 @@ DEFAULT_FINALISTS = 3
 DEFAULT_FINALIST_ROUNDS = 5
 # Fewer processes per side than this give no usable interval.
 MIN_FINALIST_ROUNDS = 3
+# While finalists the leader's interval cannot be told apart from are left, each of
+# them (and the leader) gets another fresh process, up to this many; past it the
+# outcome is "not separable on this host" (docs/measurement.md).
+DEFAULT_FINALIST_MAX_ROUNDS = 12
+# Racing (docs/search.md): after every this many measured trials, each of the
+# RACE_TOP leading configurations with fewer than RACE_PROCESSES fresh processes gets
+# one more, and the search ranks by the median of their per-process figures (0: off).
+DEFAULT_RACE_EVERY = 5
+RACE_TOP = 3
+RACE_PROCESSES = 3
+# Finalists: beside the best K, the best of every backend/precision family within
+# this factor of the best figure, at most K more.
+FAMILY_MARGIN = 1.5
 # Early stopping: a trial whose short first median is this fraction above the best
 # so far is "clearly slower" and stopped (docs/search.md).
 DEFAULT_PRUNE_MARGIN = 0.5

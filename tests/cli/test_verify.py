@@ -115,3 +115,30 @@ def test_verify_states_the_speedup_of_a_winner_that_passes(tmp_path: Path, capsy
     finally:
         store.close()
     assert "stored speedup 5.00x (95% CI 4.80-5.20) lies within today's interval: it holds" in capsys.readouterr().out
+
+
+def test_verify_reports_a_winner_whose_processes_fall_into_speed_clusters(tmp_path: Path, capsys: Any) -> None:
+    """On the AMX Xeon a fresh process was either fast or ~1.7x slower (issue 17): verify
+    says so with the cluster sizes, and each replay row keeps the clusters so far."""
+    store, machine, model, best = stored_winner(tmp_path, {})
+    runs = []
+
+    def fast_or_slow(result: S.TrialResult) -> None:
+        runs.append(result)
+        scale = 1.7 if len(runs) % 2 == 0 else 1.0
+        result.samples_ms = [s * scale for s in result.samples_ms]
+        result.stats = {k: v * scale for k, v in result.stats.items() if k != "n"} | {"n": 40}
+
+    args = build_parser().parse_args(["verify", "--model", "m", "--rounds", "6", "--min-time", "0.1",
+                                      "--noise-retries", "0", "--noise-wait", "0", "--quiet"])
+    try:
+        verify_one(args, store, model, machine, best, runner=FakeRunner(fast_or_slow))
+        rows = [r for r in store.replays(store.trial_by_id(best.trial_id).study_id, kind="verify")
+                if r.role == "candidate"]
+    finally:
+        store.close()
+    out = capsys.readouterr().out
+    assert "fresh processes on this host fall into speed clusters (fast+slow processes: winner 3+3 (1.70x))" in out
+    assert "winner: 2 speed clusters: 3 at 1 ms, 3 at 1.7 ms (1.70x apart)" in out
+    assert "default:" not in out.split("speed clusters")[-1]
+    assert [r.noise.get("clusters", {}).get("sizes") for r in rows] == [None, None, None, [2, 2], [3, 2], [3, 3]]

@@ -120,3 +120,21 @@ def test_throughput_compares_one_figure_per_process():
         run.stats["throughput"] = 160.0  # two instances of 12 ms each
     speedup = F.compare("throughput", default, multi, batch=1)
     assert speedup.significant and abs(speedup.point - 1.6) < 0.05
+
+
+def test_pick_adds_the_best_of_each_close_family_at_most_k_more():
+    ort = [Row(i, {"backend": "ort", "precision": "int8", "threads": i}, value=2.0 + i / 100) for i in range(1, 6)]
+    rows = [Row(0, DEFAULT, value=10.0), *ort,
+            Row(10, {"backend": "ov", "precision": "bf16"}, value=2.6),  # 1.3x the best: close enough
+            Row(11, {"backend": "ov", "precision": "bf16", "threads": 1}, value=2.7),  # same family, worse
+            Row(12, {"backend": "ort", "precision": "fp32"}, value=2.9),
+            Row(13, {"backend": "torch", "precision": "bf16"}, value=3.5)]  # 1.7x: too far to catch up
+    assert [r.number for r in F.pick(rows, "p50", 3, DEFAULT)] == [1, 2, 3, 10, 12]
+    assert [r.number for r in F.pick(rows, "p50", 1, DEFAULT)] == [1, 10]  # at most k more
+    assert [r.number for r in F.pick(rows, "p50", 3, DEFAULT, family_margin=0)] == [1, 2, 3]
+    # Throughput: within 1/1.5 of the highest rate.
+    rates = [Row(1, {"backend": "ort", "precision": "int8"}, value=300.0),
+             Row(2, {"backend": "ort", "precision": "int8", "threads": 1}, value=290.0),
+             Row(3, {"backend": "ov", "precision": "int8"}, value=210.0),
+             Row(4, {"backend": "torch", "precision": "fp32", "threads": 1}, value=150.0)]
+    assert [r.number for r in F.pick(rates, "throughput", 1, DEFAULT)] == [1, 3]

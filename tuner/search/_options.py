@@ -10,12 +10,14 @@ from tuner.errors import UserError
 from tuner.trial import spec as S
 from tuner.trial.accuracy import Guard
 from tuner.vocabulary import (
+    DEFAULT_FINALIST_MAX_ROUNDS,
     DEFAULT_FINALIST_ROUNDS,
     DEFAULT_FINALISTS,
     DEFAULT_NOISE_RETRIES,
     DEFAULT_NOISE_WAIT_S,
     DEFAULT_OBJECTIVE,
     DEFAULT_PRUNE_MARGIN,
+    DEFAULT_RACE_EVERY,
     DEFAULT_SKIP_DOMINATED,
     DEFAULT_STRATEGY,
     DEFAULT_TRIALS,
@@ -58,6 +60,9 @@ class TuneOptions:
     prune_margin: float = DEFAULT_PRUNE_MARGIN  # "clearly slower": a short median this much above the best
     finalists: int = DEFAULT_FINALISTS  # re-measured at the end (0: the search's best wins)
     finalist_rounds: int = DEFAULT_FINALIST_ROUNDS  # fresh processes per finalist, and for the default
+    # ...then more for those the leader cannot be told apart from, up to this many (tuner.search.separation)
+    finalist_max_rounds: int = DEFAULT_FINALIST_MAX_ROUNDS
+    race_every: int = DEFAULT_RACE_EVERY  # racing: re-measure the leaders after every N trials (0: off)
     noise_check: bool = True  # check the machine before each trial
     noise_retries: int = DEFAULT_NOISE_RETRIES  # re-runs of a trial timed while the machine was noisy
     noise_wait_s: float = DEFAULT_NOISE_WAIT_S  # how long a run waits for a busy machine to calm down

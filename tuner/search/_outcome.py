@@ -13,6 +13,7 @@ from tuner.search._options import TuneOptions
 from tuner.search._progress import Progress
 from tuner.search._replay import Replay, finalists
 from tuner.search.pareto import front, throughput_of
+from tuner.search.racing import RACE, raced
 from tuner.search.stats import Speedup
 from tuner.store import Store, TrialRecord
 from tuner.trial import spec as S
@@ -52,12 +53,15 @@ def finish(store: Store, options: TuneOptions, where: Where, study_id: int, work
     if objective == Objective.PARETO:  # a front, not a winner
         store.set_study_status(study_id, "done")
         return StudyOutcome(workload, objective, trials, None, default, None, stop_reason, pareto=on_front)
-    winner = objectives.best(trials, objective)
+    # The search's best as racing ranked it (the median of a raced configuration's processes).
+    ranked, _ = raced(trials, store.replays(study_id, kind=RACE), objective, options.batch)
+    best = objectives.best(ranked, objective)
+    winner = next((t for t in trials if best is not None and t.id == best.id), None)
     speedup = None
     ci = decision = None
     if winner is not None and options.finalists > 0:
         decision = finalists(replay, trials, default_config, default, options.finalists, options.finalist_rounds,
-                             progress)
+                             progress, options.finalist_max_rounds)
         winner, ci = decision.winner.trial, decision.speedup
         if ci is not None:
             speedup = ci.point
@@ -83,6 +87,7 @@ def _set_best(store: Store, options: TuneOptions, where: Where, workload: S.Work
     if decision is not None:
         metrics["finalist_rounds"] = options.finalist_rounds
         metrics["decision"] = decision.summary
+        metrics.update(decision.metrics())  # speed clusters, drift, separation, racing
         remeasured = [r.stats["median"] for r in decision.winner.measured]
         if remeasured:
             metrics["remeasured_median_ms"] = sorted(remeasured)[len(remeasured) // 2]

@@ -39,6 +39,12 @@ class Progress:
             dynamic_ncols=True, desc=f"seq {workload.seq_len}{' ' + what if what else ''}", leave=True,
         )
 
+    def extend(self, runs: int) -> None:
+        """``runs`` more than the bar was started with (finalists re-measured until separated)."""
+        if self._bar is not None:
+            self._bar.total += runs
+            self._bar.refresh()
+
     def step(self) -> None:
         if self._bar is not None:
             self._bar.update(1)

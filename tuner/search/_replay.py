@@ -13,7 +13,10 @@ from typing import Any
 from tuner.search import finalists as F
 from tuner.search._judge import NOT_COUNTED, Judge
 from tuner.search._progress import Progress
+from tuner.search.clusters import MIN_PROCESSES, find_clusters
 from tuner.search.quiet import QuietRunner
+from tuner.search.racing import RACE, raced
+from tuner.search.separation import remeasure_until_separated
 from tuner.store import Store, TrialRecord
 from tuner.trial import spec as S
 from tuner.vocabulary import config_key
@@ -39,7 +42,7 @@ class Replay:
     reference: str | None  # the fp32 outputs accuracy is compared with
     judge: Judge
     measure: S.MeasureSettings
-    kind: str  # "finalist" or "verify" (tuner.store.REPLAY_KINDS)
+    kind: str  # "finalist", "verify" or "race" (tuner.store.REPLAY_KINDS)
     label: Label = finalist_label
     on_run: Callable[[F.Candidate, int, S.TrialResult], None] | None = None  # after each run (progress, printing)
 
@@ -56,12 +59,17 @@ class Replay:
         verdict = self.judge(result, candidate.config, plan)
         result.status, result.reason = verdict.status, verdict.reason
         stats = result.stats
+        noise = dict(result.noise)
+        medians = [*candidate.medians(), *([stats["median"]] if result.status == S.OK and stats.get("median") else [])]
+        if len(medians) >= MIN_PROCESSES:
+            # The speed clusters of this configuration's processes so far, this one included.
+            noise["clusters"] = find_clusters(medians).to_dict()
         self.store.record_replay(
             self.study_id, kind=self.kind, role=candidate.role, round=round_, config=candidate.config,
             status=result.status, trial_id=candidate.trial.id if candidate.trial is not None else None,
             reason=result.reason, median_ms=stats.get("median"), p90_ms=stats.get("p90"), p99_ms=stats.get("p99"),
             n_samples=int(stats["n"]) if "n" in stats else None, samples_ms=result.samples_ms,
-            throughput=stats.get("throughput"), flags=result.flags or None, noise=result.noise or None,
+            throughput=stats.get("throughput"), flags=result.flags or None, noise=noise or None,
         )
         if self.on_run is not None:
             self.on_run(candidate, round_, result)
@@ -70,8 +78,6 @@ class Replay:
     def reuse(self, trials: Sequence[TrialRecord], candidates: list[F.Candidate]) -> None:
         """Rounds already re-measured since the study's last trial (a repeated or
         resumed run) count; only the missing rounds run again."""
-        from tuner.trial.measure import summarize
-
         finished = [t.finished_at for t in trials if t.status not in NOT_COUNTED and t.finished_at is not None]
         since = max(finished) if finished else None
         by_key = {config_key(c.config): c for c in candidates}
@@ -79,28 +85,33 @@ class Replay:
             candidate = by_key.get(config_key(stored.config))
             if candidate is None or (since is not None and stored.created < since):
                 continue
-            stats = summarize(stored.samples_ms) if stored.samples_ms else {}
-            if stored.throughput is not None:
-                stats["throughput"] = stored.throughput
-            candidate.runs.append(S.TrialResult(status=stored.status, reason=stored.reason,
-                                                samples_ms=list(stored.samples_ms), stats=stats,
-                                                flags=list(stored.flags or [])))
+            candidate.runs.append(F.stored_result(stored))
 
 
 def finalists(replay: Replay, trials: Sequence[TrialRecord], default_config: dict[str, Any],
-              default: TrialRecord | None, k: int, rounds: int, progress: Progress | None = None) -> F.Decision:
-    """The study's end: its ``k`` best configurations and the stock default, each in
-    ``rounds`` fresh processes (those already stored reused), and the decision."""
-    objective = replay.judge.objective
+              default: TrialRecord | None, k: int, rounds: int, progress: Progress | None = None,
+              max_rounds: int | None = None) -> F.Decision:
+    """The study's end: its ``k`` best configurations as racing ranked them, with the
+    best of each other backend/precision family close to them (tuner.search.finalists.pick),
+    and the stock default, each in ``rounds`` fresh processes (those already stored
+    reused), then more for those the leader cannot be told apart from, up to
+    ``max_rounds`` (tuner.search.separation); and the decision."""
+    objective, batch = replay.judge.objective, replay.judge.batch
+    ranked, cost = raced(trials, replay.store.replays(replay.study_id, kind=RACE), objective, batch)
+    by_id = {t.id: t for t in trials}
     candidates = [F.Candidate("default", default_config, default)]
-    candidates += [F.Candidate("candidate", t.config, t) for t in F.pick(trials, objective, k, default_config)]
+    candidates += [F.Candidate("candidate", t.config, by_id[t.id]) for t in F.pick(ranked, objective, k, default_config)]
     replay.reuse(trials, candidates)
     if progress is not None:
-        progress.start(replay.workload, sum(len(c.runs) for c in candidates), len(candidates) * rounds, "finalists")
-        replay = replace(replay, on_run=lambda candidate, round_, result: progress.step())
+        bar = progress
+        bar.start(replay.workload, sum(len(c.runs) for c in candidates), len(candidates) * rounds, "finalists")
+        replay = replace(replay, on_run=lambda candidate, round_, result: bar.step())
     try:
-        replay.remeasure(candidates, rounds)
+        separation = remeasure_until_separated(objective, candidates, rounds, max(rounds, max_rounds or rounds),
+                                               replay.run, batch, progress.extend if progress is not None else None)
     finally:
         if progress is not None:
             progress.close()
-    return F.decide(objective, candidates[0], candidates[1:], replay.judge.batch)
+    decision = F.decide(objective, candidates[0], candidates[1:], batch, separation=separation)
+    decision.raced = cost
+    return decision

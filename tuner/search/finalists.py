@@ -16,13 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.search import objective as objectives
+from tuner.search.clusters import find_clusters, find_drift, processes_notes
 from tuner.search.pareto import throughput_of
 from tuner.search.stats import Speedup, latency_speedup, rate_speedup
 from tuner.trial import spec as S
-from tuner.vocabulary import Objective, config_key
+from tuner.vocabulary import FAMILY_MARGIN, Objective, config_key
+
+if TYPE_CHECKING:
+    from tuner.search.separation import Separation
 
 
 @dataclass
@@ -35,6 +39,21 @@ class Candidate:
     @property
     def measured(self) -> list[S.TrialResult]:
         return [r for r in self.runs if r.status == S.OK and r.samples_ms]
+
+    @property
+    def name(self) -> str:
+        if self.role == "default":
+            return "the stock default"
+        return f"trial {self.trial.number}" if self.trial is not None else "the candidate"
+
+    def medians(self) -> list[float]:
+        """Per-process medians in the order the processes ran."""
+        return [float(r.stats["median"]) for r in self.measured if r.stats.get("median")]
+
+    def noise(self) -> dict[str, Any]:
+        """Its processes' speed clusters and drift (tuner.search.clusters), as stored."""
+        medians = self.medians()
+        return {"clusters": find_clusters(medians).to_dict(), "drift": find_drift(medians).to_dict()}
 
 
 @dataclass
@@ -51,6 +70,7 @@ class Verdict:
             "runs": len(self.candidate.runs),
             "measured": len(self.candidate.measured),
             "medians_ms": [r.stats.get("median") for r in self.candidate.measured],
+            **self.candidate.noise(),
         }
         if self.speedup is not None:
             data.update(self.speedup.to_dict())
@@ -66,26 +86,83 @@ class Decision:
     verdicts: list[Verdict]
     summary: str
     default: Candidate | None = None  # the stock default's re-measurements
+    separation: Separation | None = None  # where re-measuring until separated stopped
+    raced: dict[str, Any] = field(default_factory=dict)  # racing during the search (tuner.search.racing)
+
+    def candidates(self) -> list[Candidate]:
+        return ([self.default] if self.default is not None else []) + [v.candidate for v in self.verdicts]
+
+    def notes(self) -> list[str]:
+        """What a reader of the summary should know about how sure this is: racing,
+        the extra processes and what stayed inseparable, speed clusters and drift."""
+        lines = []
+        if self.raced.get("processes"):
+            lines.append(f"racing: {self.raced['processes']} more fresh processes for "
+                         f"{self.raced['configurations']} leading configurations during the search "
+                         "(not counted in --trials); finalists chosen by the median of their processes")
+        if self.separation is not None and (self.separation.extra or not self.separation.separable):
+            lines.append(self.separation.describe())
+        return lines + processes_notes([(c.name, c.medians()) for c in self.candidates()])
+
+    def metrics(self) -> dict[str, Any]:
+        """What the stored best keeps of this decision beside its finalists."""
+        noise = {c.name: c.noise() for c in self.candidates()}
+        found: dict[str, Any] = {
+            "clustered": any(n["clusters"]["clustered"] for n in noise.values()),
+            "noise": noise,
+        }
+        if self.separation is not None:
+            found["separation"] = self.separation.to_dict()
+        if self.raced:
+            found["raced"] = self.raced
+        return found
 
 
 
-def pick(trials: Sequence[Any], objective: str, k: int, default_config: dict[str, Any]) -> list[Any]:
-    """The ``k`` best feasible trials with distinct configurations, the default excluded."""
-    default_key = config_key(default_config)
-    ranked = sorted(
-        (t for t in trials if t.status == S.OK and t.value is not None),
-        key=lambda t: -t.value if objectives.direction(objective) == "maximize" else t.value,
-    )
-    chosen: list[Any] = []
-    seen = {default_key}
+def pick(trials: Sequence[Any], objective: str, k: int, default_config: dict[str, Any],
+         family_margin: float = FAMILY_MARGIN) -> list[Any]:
+    """The ``k`` best feasible trials with distinct configurations, the default excluded,
+    then the best of every other backend/precision family whose figure is within
+    ``family_margin`` of the best (at most ``k`` more; 0 or less: none), best first.
+    On a noisy host a family's best can lose the top ``k`` by one unlucky process."""
+    maximize = objectives.direction(objective) == "maximize"
+    ranked = sorted((t for t in trials if t.status == S.OK and t.value is not None),
+                    key=lambda t: -t.value if maximize else t.value)
+    distinct: list[Any] = []
+    seen = {config_key(default_config)}
     for trial in ranked:
         key = config_key(trial.config)
         if key not in seen:
             seen.add(key)
-            chosen.append(trial)
-        if len(chosen) == k:
+            distinct.append(trial)
+    chosen = distinct[:k]
+    if not chosen or family_margin <= 0:
+        return chosen
+    best = chosen[0].value
+    families = {_family(t.config) for t in chosen}
+    for trial in distinct[k:]:
+        close = trial.value >= best / family_margin if maximize else trial.value <= best * family_margin
+        if len(chosen) >= 2 * k or not close:
             break
+        if _family(trial.config) not in families:
+            families.add(_family(trial.config))
+            chosen.append(trial)
     return chosen
+
+
+def _family(config: dict[str, Any]) -> tuple[Any, Any]:
+    return config.get("backend"), config.get("precision")
+
+
+def stored_result(stored: Any) -> S.TrialResult:
+    """A stored re-measurement (a ReplayRecord) as the result it was."""
+    from tuner.trial.measure import summarize
+
+    stats = summarize(stored.samples_ms) if stored.samples_ms else {}
+    if stored.throughput is not None:
+        stats["throughput"] = stored.throughput
+    return S.TrialResult(status=stored.status, reason=stored.reason, samples_ms=list(stored.samples_ms), stats=stats,
+                         flags=list(stored.flags or []))
 
 
 def remeasure(candidates: list[Candidate], rounds: int, run: Callable[[Candidate, int], S.TrialResult]) -> None:
@@ -113,8 +190,18 @@ def compare(objective: str, default: Candidate, candidate: Candidate, batch: int
 
 def decide(
     objective: str, default: Candidate, finalists: list[Candidate], batch: int = 1, min_runs: int = 2,
+    separation: Separation | None = None,
 ) -> Decision:
-    """The best finalist whose advantage over the default is significant, else the default."""
+    """The best finalist whose advantage over the default is significant, else the
+    default; what ``separation`` left undecided is stated in the summary."""
+    decision = _decide(objective, default, finalists, batch, min_runs)
+    decision.separation = separation
+    if separation is not None and not separation.separable:
+        decision.summary += f"; {separation.describe()}"
+    return decision
+
+
+def _decide(objective: str, default: Candidate, finalists: list[Candidate], batch: int, min_runs: int) -> Decision:
     verdicts: list[Verdict] = []
     if len(default.measured) < min_runs:
         # Nothing to compare with: the best re-measured finalist, without a claim.

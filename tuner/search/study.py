@@ -41,6 +41,7 @@ from tuner.search._replay import Replay
 from tuner.search._similar import SimilarMachines
 from tuner.search.objective import space_objective
 from tuner.search.quiet import QuietRunner, governor_warning
+from tuner.search.racing import RACE, Racing
 from tuner.trial import spec as S
 from tuner.trial.accuracy import Guard
 from tuner.vocabulary import Objective, Strategy, config_key
@@ -169,6 +170,8 @@ class Tuner:
         counted = len(measured)
         deadline = time.monotonic() + budget_s if budget_s else None
         self.progress.start(workload, counted)
+        racing = Racing.resume(Replay(self.quiet, self.store, record.id, workload, reference, self.judge, opts.measure,
+                                      RACE), opts.race_every)
         consecutive_duplicates = 0
         rng = random.Random(opts.seed)
         stop_reason = "trial budget reached"
@@ -189,7 +192,7 @@ class Tuner:
                     break
                 rerun = reruns.pop(0) if reruns else None
                 if rerun is None and structured and counted >= len(first):
-                    self.policy.enqueue_local(study, measured)
+                    self.policy.enqueue_local(study, racing.view(measured))  # leaders ranked as raced
                 trial = self._ask(study, rerun)
                 if self.fleet is not None:
                     self.fleet.running(trial)  # its heartbeat, until the next
@@ -207,7 +210,8 @@ class Tuner:
                         self.policy.enqueue_unexplored(study, measured, len(first), rng)
                     continue
                 consecutive_duplicates = 0
-                threshold = pruner.threshold(study) if isinstance(pruner, BestSoFarPruner) else None
+                threshold = (racing.threshold(measured, pruner.threshold(study), opts.prune_margin)
+                             if isinstance(pruner, BestSoFarPruner) else None)
                 started = now()
                 result, plan = self.quiet.run(workload, config, reference, f"trial {trial.number}",
                                               replace(opts.measure, prune_above_ms=threshold))
@@ -221,6 +225,8 @@ class Tuner:
                 if self.progress.active:
                     self.progress.advance(row, objectives.best(self.store.trials(record.id), opts.objective),
                                           deadline)
+                if racing.due(counted) and (deadline is None or time.monotonic() < deadline):
+                    racing.step(measured)  # the leaders again, in fresh processes (not counted as trials)
         finally:
             self.progress.close()
         replay = Replay(self.quiet, self.store, record.id, workload, reference, self.judge, opts.measure, "finalist")

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tuner.trial.spec import TrialResult
 
-# Why a configuration was re-measured outside the search: as a finalist of a study,
-# by `tuner verify`, or as a further pass over a benchmark's grid
-# (benchmarks/search_efficiency.py); and whether that run was the stock default or
-# the candidate.
-REPLAY_KINDS: tuple[str, ...] = ("finalist", "verify", "grid")
+# Why a configuration was re-measured in a fresh process of its own: as a finalist of
+# a study, by `tuner verify`, as a further pass over a benchmark's grid
+# (benchmarks/search_efficiency.py), or as a leader raced during the search
+# (tuner/search/racing.py); and whether that run was the stock default or the candidate.
+REPLAY_KINDS: tuple[str, ...] = ("finalist", "verify", "grid", "race")
 REPLAY_ROLES: tuple[str, ...] = ("default", "candidate")
 STUDY_STATUSES: tuple[str, ...] = ("running", "done")
 
@@ -127,7 +127,7 @@ class ReplayRecord:
     id: int
     study_id: int
     trial_id: int | None  # the trial whose configuration this is, when there is one
-    kind: str  # "finalist", "verify" or "grid"
+    kind: str  # "finalist", "verify", "grid" or "race"
     role: str  # "default" or "candidate"
     round: int
     config: dict[str, Any]
