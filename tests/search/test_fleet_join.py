@@ -49,7 +49,7 @@ def _prepare(url: str) -> None:
 
 
 def test_workers_share_one_study_and_run_the_finalists_once(postgres_url: str, tmp_path: Path) -> None:
-    _prepare(postgres_url)
+    # A new database: the three create its tables at once (the store's migration lock, Optuna's tables' lock).
     workers = [_start(postgres_url, tmp_path, seed, trials=9) for seed in range(3)]
     outputs = [w.communicate(timeout=300) for w in workers]
     for worker, (_out, err) in zip(workers, outputs):

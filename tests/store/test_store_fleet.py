@@ -111,3 +111,23 @@ def test_of_many_claiming_at_once_exactly_one_holds(store: Store) -> None:
     for t in threads:
         t.join()
     assert len(held) == 1
+
+
+def test_machines_opening_a_new_database_at_once_create_optunas_tables_once(db_url: str) -> None:
+    """A fleet's machines starting together (`tuner auto --join`) on a new database: each
+    opens the store and Optuna's tables at the same instant; none fails."""
+    import subprocess
+    import sys
+
+    start = time.time() + 3
+    script = (
+        "import sys, time\n"
+        "from tuner.store import Store\n"
+        f"time.sleep(max(0.0, {start} - time.time()))\n"
+        "with Store.open(sys.argv[1]) as store:\n"
+        "    store.optuna_storage().engine.dispose()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, db_url], stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors

@@ -11,12 +11,75 @@ RuntimeError and a traceback deep inside a run: here it is one line (a
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import StoreError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
+
+
+# The PostgreSQL advisory lock under which Optuna creates its tables (any fixed 64-bit
+# number; this one spells "optuna").
+OPTUNA_TABLES_LOCK_KEY = 0x6F7074756E61
+
+
+@contextmanager
+def _creating_tables(url: URL, rendered: str, read_only: bool) -> Iterator[None]:
+    """On PostgreSQL, one process at a time creates Optuna's tables: machines of a fleet
+    starting at once on a new database (`tuner auto --join`) otherwise race in Optuna's
+    CREATE TABLE and its ``alembic_version`` insert, and all but one fail with a
+    duplicate key. (SQLite serialises writers itself; a read-only open creates nothing.)
+    The lock is a session's: it ends with its connection, also when the process dies."""
+    if read_only or url.get_backend_name() != "postgresql":
+        yield
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(rendered, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": OPTUNA_TABLES_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": OPTUNA_TABLES_LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
+def _rdb_storage(url: URL, rendered: str, engine_kwargs: dict[str, Any], read_only: bool) -> Any:
+    """``RDBStorage``, its tables created by one process at a time: under an advisory
+    lock on PostgreSQL; on SQLite, whose DDL Optuna runs outside any lock, a process
+    that lost the race to another creating the same tables ("already exists", a
+    duplicate version row) tries again, and finds them made."""
+    import optuna
+
+    for attempt in range(5):
+        try:
+            with _creating_tables(url, rendered, read_only):
+                return optuna.storages.RDBStorage(
+                    rendered, engine_kwargs=engine_kwargs, skip_compatibility_check=True, skip_table_creation=read_only
+                )
+        except Exception as exc:
+            if attempt == 4 or not _lost_creation_race(exc):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _lost_creation_race(exc: BaseException) -> bool:
+    current: BaseException | None = exc
+    while current is not None:
+        text = str(current).lower()
+        if "already exists" in text or "unique constraint" in text or "duplicate key" in text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def optuna_storage(url: URL, read_only: bool = False) -> Any:
@@ -40,9 +103,7 @@ def optuna_storage(url: URL, read_only: bool = False) -> Any:
     elif read_only:
         engine_kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
     try:
-        storage = optuna.storages.RDBStorage(
-            rendered, engine_kwargs=engine_kwargs, skip_compatibility_check=True, skip_table_creation=read_only
-        )
+        storage = _rdb_storage(url, rendered, engine_kwargs, read_only)
         current, head, known = storage.get_current_version(), storage.get_head_version(), storage.get_all_versions()
     except SQLAlchemyError as exc:
         if is_environment_error(exc):
