@@ -36,8 +36,9 @@ class OutputOnly(torch.nn.Module):
         self.model = model
         self.task = task
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
@@ -56,8 +57,9 @@ def trace_example(ref: "ModelRef") -> dict[str, torch.Tensor]:
     from tuner.model import load_tokenizer
 
     tokenizer = load_tokenizer(ref)
-    encoded = tokenizer([TRACE_TEXT], padding="max_length", truncation=True, max_length=TRACE_SEQ_LEN,
-                        return_tensors="pt")
+    encoded = tokenizer(
+        [TRACE_TEXT], padding="max_length", truncation=True, max_length=TRACE_SEQ_LEN, return_tensors="pt"
+    )
     names = [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
     example = {n: encoded[n].to(torch.int64) for n in names}
     assert int(example["attention_mask"].min()) == 0, "the trace example must be padded"
@@ -98,7 +100,8 @@ class ModulePredictor:
                 output = self._call(bound)
                 self._seen.add(shape)
                 self.timings[self.first_call_key] = self.timings.get(self.first_call_key, 0.0) + (
-                    time.perf_counter() - started)
+                    time.perf_counter() - started
+                )
                 return output
         return self._call(bound)
 

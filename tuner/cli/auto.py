@@ -49,93 +49,228 @@ if TYPE_CHECKING:
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("auto", help="tune a model on this machine", description=__doc__,
-                              epilog=STUDY_IDENTITY, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "auto",
+        help="tune a model on this machine",
+        description=__doc__,
+        epilog=STUDY_IDENTITY,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--model",
         required=True,
         help="local folder, installed model package, or Hugging Face id org/name[@revision] "
         "(downloaded when not in the cache; docs/models.md)",
     )
-    p.add_argument("--seq-len", type=seq_lens, default=[16, 128], metavar="S,S",
-                   help="comma-separated sequence lengths, each 1-8192 (default 16,128)")
+    p.add_argument(
+        "--seq-len",
+        type=seq_lens,
+        default=[16, 128],
+        metavar="S,S",
+        help="comma-separated sequence lengths, each 1-8192 (default 16,128)",
+    )
     p.add_argument("--batch", type=positive_int, default=1, help="sentences per call, 1 or more (default 1)")
-    p.add_argument("--trials", type=positive_int, default=None, metavar="N",
-                   help=f"measured trials per sequence length, 1 or more (default {DEFAULT_TRIALS}; "
-                        "a resumed study runs up to N in all)")
-    p.add_argument("--budget", type=duration, default=None, metavar="DURATION",
-                   help="wall-clock budget for the whole run, above 0, e.g. 90s, 10m or 1h (split across lengths)")
-    p.add_argument("--objective", default=DEFAULT_OBJECTIVE.value, choices=OBJECTIVES,
-                   help="minimise a latency percentile, maximise throughput, or pareto: both at once, "
-                        "a latency-throughput front (`tuner history --pareto`)")
-    p.add_argument("--max-memory", type=size_mb, default=None, metavar="SIZE",
-                   help="constraint: the worker's peak resident memory, e.g. 800M or 2G (a trial above it cannot win)")
-    p.add_argument("--backends", default=None, metavar="A,B",
-                   help="only these backends (default: every backend this machine can run; see `tuner space`)")
-    p.add_argument("--space", dest="space_files", type=Path, action="append", default=[], metavar="FILE",
-                   help="a search-space TOML file of your own, in the format of search_spaces/*.toml, read over "
-                        "the shipped ones: it restricts or extends a backend's dimensions (repeatable; "
-                        "docs/search-space.md)")
-    p.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=STRATEGIES,
-                   help="search strategy (default structured: each backend and precision first, then TPE; docs/search.md)")
-    p.add_argument("--finalists", type=non_negative_int, default=DEFAULT_FINALISTS, metavar="K",
-                   help=f"re-measure the K best in fresh processes against the stock default (default {DEFAULT_FINALISTS}; 0: off)")
-    p.add_argument("--finalist-rounds", type=int_at_least(MIN_FINALIST_ROUNDS), default=DEFAULT_FINALIST_ROUNDS,
-                   metavar="R",
-                   help=f"fresh processes per finalist and for the default, interleaved "
-                        f"(default {DEFAULT_FINALIST_ROUNDS}, at least {MIN_FINALIST_ROUNDS})")
-    p.add_argument("--finalist-max-rounds", type=int_at_least(MIN_FINALIST_ROUNDS), default=DEFAULT_FINALIST_MAX_ROUNDS,
-                   metavar="R",
-                   help="finalists the leader cannot yet be told apart from get more fresh processes, up to R each "
-                        f"(default {DEFAULT_FINALIST_MAX_ROUNDS}; at least --finalist-rounds)")
-    p.add_argument("--race-every", type=non_negative_int, default=DEFAULT_RACE_EVERY, metavar="N",
-                   help="racing: after every N measured trials, re-measure the leading configurations in fresh "
-                        f"processes (default {DEFAULT_RACE_EVERY}; 0: off; docs/search.md)")
-    p.add_argument("--no-prune", action="store_true",
-                   help="measure every trial in full (default: stop clearly slower ones after a short first measurement)")
-    p.add_argument("--skip-dominated", type=dominance_ratio, default=DEFAULT_SKIP_DOMINATED, metavar="RATIO",
-                   help="structured search: after the warm start, do not run a backend whose every trial took "
-                        f"RATIO x the best median, above 1 (default {DEFAULT_SKIP_DOMINATED:g}; 0 runs every proposal)")
-    p.add_argument("--prune-margin", type=positive_float, default=DEFAULT_PRUNE_MARGIN, metavar="FRACTION",
-                   help=f"a short first measurement this much slower than the best so far is pruned, above 0 "
-                        f"(default {DEFAULT_PRUNE_MARGIN} = {DEFAULT_PRUNE_MARGIN * 100:.0f}%%)")
-    p.add_argument("--noise-retries", type=non_negative_int, default=DEFAULT_NOISE_RETRIES, metavar="N",
-                   help=f"re-run a trial timed while other processes used its CPUs, up to N times "
-                        f"(default {DEFAULT_NOISE_RETRIES})")
-    p.add_argument("--noise-wait", type=non_negative_float, default=DEFAULT_NOISE_WAIT_S, metavar="SECONDS",
-                   help=f"before a trial, wait up to this long for a busy machine to calm down "
-                        f"(default {DEFAULT_NOISE_WAIT_S:g}; 0: never)")
-    p.add_argument("--cold-start", action="store_true",
-                   help="start every trial's worker cold (default: torch-family trials are forked by a server "
-                        "that has imported torch and transformers, started exactly as the worker would be)")
-    p.add_argument("--eval-text", type=Path, default=None, metavar="FILE",
-                   help="your own accuracy-guard sentences, one per line (default: a built-in diverse set)")
-    p.add_argument("--min-cosine", type=fraction, default=0.99, metavar="X",
-                   help="guard: mean embedding cosine to fp32, between 0 and 1 (default 0.99)")
-    p.add_argument("--min-cosine-min", type=fraction, default=0.98, metavar="X",
-                   help="guard: worst sentence's cosine to fp32, between 0 and 1 (default 0.98)")
-    p.add_argument("--min-label-agreement", type=fraction, default=0.99, metavar="X",
-                   help="guard for classifiers: share of labels equal to fp32's, between 0 and 1 (default 0.99)")
-    p.add_argument("--trial-timeout", type=positive_float, default=600.0, metavar="SECONDS",
-                   help="seconds before a trial is killed with its process group, above 0 (default 600)")
-    p.add_argument("--min-time", type=positive_float, default=1.0, metavar="SECONDS",
-                   help="time each trial for at least this long, after warm-up, above 0 (default 1.0)")
+    p.add_argument(
+        "--trials",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"measured trials per sequence length, 1 or more (default {DEFAULT_TRIALS}; "
+        "a resumed study runs up to N in all)",
+    )
+    p.add_argument(
+        "--budget",
+        type=duration,
+        default=None,
+        metavar="DURATION",
+        help="wall-clock budget for the whole run, above 0, e.g. 90s, 10m or 1h (split across lengths)",
+    )
+    p.add_argument(
+        "--objective",
+        default=DEFAULT_OBJECTIVE.value,
+        choices=OBJECTIVES,
+        help="minimise a latency percentile, maximise throughput, or pareto: both at once, "
+        "a latency-throughput front (`tuner history --pareto`)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=size_mb,
+        default=None,
+        metavar="SIZE",
+        help="constraint: the worker's peak resident memory, e.g. 800M or 2G (a trial above it cannot win)",
+    )
+    p.add_argument(
+        "--backends",
+        default=None,
+        metavar="A,B",
+        help="only these backends (default: every backend this machine can run; see `tuner space`)",
+    )
+    p.add_argument(
+        "--space",
+        dest="space_files",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a search-space TOML file of your own, in the format of search_spaces/*.toml, read over "
+        "the shipped ones: it restricts or extends a backend's dimensions (repeatable; "
+        "docs/search-space.md)",
+    )
+    p.add_argument(
+        "--strategy",
+        default=DEFAULT_STRATEGY,
+        choices=STRATEGIES,
+        help="search strategy (default structured: each backend and precision first, then TPE; docs/search.md)",
+    )
+    p.add_argument(
+        "--finalists",
+        type=non_negative_int,
+        default=DEFAULT_FINALISTS,
+        metavar="K",
+        help=f"re-measure the K best in fresh processes against the stock default (default {DEFAULT_FINALISTS}; 0: off)",
+    )
+    p.add_argument(
+        "--finalist-rounds",
+        type=int_at_least(MIN_FINALIST_ROUNDS),
+        default=DEFAULT_FINALIST_ROUNDS,
+        metavar="R",
+        help=f"fresh processes per finalist and for the default, interleaved "
+        f"(default {DEFAULT_FINALIST_ROUNDS}, at least {MIN_FINALIST_ROUNDS})",
+    )
+    p.add_argument(
+        "--finalist-max-rounds",
+        type=int_at_least(MIN_FINALIST_ROUNDS),
+        default=DEFAULT_FINALIST_MAX_ROUNDS,
+        metavar="R",
+        help="finalists the leader cannot yet be told apart from get more fresh processes, up to R each "
+        f"(default {DEFAULT_FINALIST_MAX_ROUNDS}; at least --finalist-rounds)",
+    )
+    p.add_argument(
+        "--race-every",
+        type=non_negative_int,
+        default=DEFAULT_RACE_EVERY,
+        metavar="N",
+        help="racing: after every N measured trials, re-measure the leading configurations in fresh "
+        f"processes (default {DEFAULT_RACE_EVERY}; 0: off; docs/search.md)",
+    )
+    p.add_argument(
+        "--no-prune",
+        action="store_true",
+        help="measure every trial in full (default: stop clearly slower ones after a short first measurement)",
+    )
+    p.add_argument(
+        "--skip-dominated",
+        type=dominance_ratio,
+        default=DEFAULT_SKIP_DOMINATED,
+        metavar="RATIO",
+        help="structured search: after the warm start, do not run a backend whose every trial took "
+        f"RATIO x the best median, above 1 (default {DEFAULT_SKIP_DOMINATED:g}; 0 runs every proposal)",
+    )
+    p.add_argument(
+        "--prune-margin",
+        type=positive_float,
+        default=DEFAULT_PRUNE_MARGIN,
+        metavar="FRACTION",
+        help=f"a short first measurement this much slower than the best so far is pruned, above 0 "
+        f"(default {DEFAULT_PRUNE_MARGIN} = {DEFAULT_PRUNE_MARGIN * 100:.0f}%%)",
+    )
+    p.add_argument(
+        "--noise-retries",
+        type=non_negative_int,
+        default=DEFAULT_NOISE_RETRIES,
+        metavar="N",
+        help=f"re-run a trial timed while other processes used its CPUs, up to N times "
+        f"(default {DEFAULT_NOISE_RETRIES})",
+    )
+    p.add_argument(
+        "--noise-wait",
+        type=non_negative_float,
+        default=DEFAULT_NOISE_WAIT_S,
+        metavar="SECONDS",
+        help=f"before a trial, wait up to this long for a busy machine to calm down "
+        f"(default {DEFAULT_NOISE_WAIT_S:g}; 0: never)",
+    )
+    p.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="start every trial's worker cold (default: torch-family trials are forked by a server "
+        "that has imported torch and transformers, started exactly as the worker would be)",
+    )
+    p.add_argument(
+        "--eval-text",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="your own accuracy-guard sentences, one per line (default: a built-in diverse set)",
+    )
+    p.add_argument(
+        "--min-cosine",
+        type=fraction,
+        default=0.99,
+        metavar="X",
+        help="guard: mean embedding cosine to fp32, between 0 and 1 (default 0.99)",
+    )
+    p.add_argument(
+        "--min-cosine-min",
+        type=fraction,
+        default=0.98,
+        metavar="X",
+        help="guard: worst sentence's cosine to fp32, between 0 and 1 (default 0.98)",
+    )
+    p.add_argument(
+        "--min-label-agreement",
+        type=fraction,
+        default=0.99,
+        metavar="X",
+        help="guard for classifiers: share of labels equal to fp32's, between 0 and 1 (default 0.99)",
+    )
+    p.add_argument(
+        "--trial-timeout",
+        type=positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="seconds before a trial is killed with its process group, above 0 (default 600)",
+    )
+    p.add_argument(
+        "--min-time",
+        type=positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="time each trial for at least this long, after warm-up, above 0 (default 1.0)",
+    )
     p.add_argument("--seed", type=int, default=None, help="sampler seed, for a reproducible search order")
-    p.add_argument("--wait", action="store_true", help="wait for another tuning run on this machine instead of refusing")
+    p.add_argument(
+        "--wait", action="store_true", help="wait for another tuning run on this machine instead of refusing"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--join", action="store_true",
-                   help="share the study with machines of the same fingerprint running the same command on the same "
-                        "--db (a PostgreSQL server): each trial runs on one of them, --trials counts them all, the "
-                        "finalists run once (docs/fleet.md)")
-    p.add_argument("--join-grace", type=int_at_least(2), default=180, metavar="SECONDS",
-                   help="with --join: a trial whose machine stopped beating its heartbeat this long is run again "
-                        "by another, at least 2 (default 180)")
-    p.add_argument("--db-retry", type=non_negative_float, default=120.0, metavar="SECONDS",
-                   help="how long a trial's result waits for a database server that went away before the study "
-                        "stops, keeping it for the next run (default 120; docs/fleet.md)")
-    p.add_argument("--no-similar", action="store_true",
-                   help="do not start a new study from the results of the most similar machines in the database "
-                        "(docs/fleet.md)")
+    p.add_argument(
+        "--join",
+        action="store_true",
+        help="share the study with machines of the same fingerprint running the same command on the same "
+        "--db (a PostgreSQL server): each trial runs on one of them, --trials counts them all, the "
+        "finalists run once (docs/fleet.md)",
+    )
+    p.add_argument(
+        "--join-grace",
+        type=int_at_least(2),
+        default=180,
+        metavar="SECONDS",
+        help="with --join: a trial whose machine stopped beating its heartbeat this long is run again "
+        "by another, at least 2 (default 180)",
+    )
+    p.add_argument(
+        "--db-retry",
+        type=non_negative_float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long a trial's result waits for a database server that went away before the study "
+        "stops, keeping it for the next run (default 120; docs/fleet.md)",
+    )
+    p.add_argument(
+        "--no-similar",
+        action="store_true",
+        help="do not start a new study from the results of the most similar machines in the database (docs/fleet.md)",
+    )
     add_db_argument(p)
     p.set_defaults(func=run)
 
@@ -215,8 +350,10 @@ def print_outcome(outcome: StudyOutcome) -> None:
             for flag in t.flags or ():
                 counts[flag] = counts.get(flag, 0) + 1
         timed = sum(1 for t in outcome.trials if t.median_ms is not None and t.status != TrialStatus.DUPLICATE)
-        print(f"   flagged: {len(flagged)} of {timed} timed trials ({', '.join(f'{n} {f}' for f, n in counts.items())}); "
-              "`tuner history` lists them")
+        print(
+            f"   flagged: {len(flagged)} of {timed} timed trials ({', '.join(f'{n} {f}' for f, n in counts.items())}); "
+            "`tuner history` lists them"
+        )
 
 
 def _print_result(outcome: StudyOutcome) -> None:
@@ -226,8 +363,10 @@ def _print_result(outcome: StudyOutcome) -> None:
     counts: dict[str, int] = {}
     for t in outcome.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
-    print(f"\n== seq {w.seq_len}, batch {w.batch}: {len(outcome.trials)} trials "
-          f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); stopped: {outcome.stop_reason}")
+    print(
+        f"\n== seq {w.seq_len}, batch {w.batch}: {len(outcome.trials)} trials "
+        f"({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); stopped: {outcome.stop_reason}"
+    )
     if outcome.objective == Objective.PARETO:
         print_front(outcome.pareto)
         return
@@ -239,8 +378,10 @@ def _print_result(outcome: StudyOutcome) -> None:
     # Each figure says where it comes from: the search's one measurement of the trial,
     # and the finalists' fresh processes, from which the speedup is computed.
     print(f"   winner  trial {winner.number}: {describe_config(winner.config)}")
-    print(f"           search       median {format_ms(winner.median_ms)} ms  p90 {format_ms(winner.p90_ms)} ms  "
-          f"p99 {format_ms(winner.p99_ms)} ms  accuracy {format_accuracy(winner.accuracy)}")
+    print(
+        f"           search       median {format_ms(winner.median_ms)} ms  p90 {format_ms(winner.p90_ms)} ms  "
+        f"p99 {format_ms(winner.p99_ms)} ms  accuracy {format_accuracy(winner.accuracy)}"
+    )
     _print_remeasured(decision.winner if decision is not None else None, outcome)
     _print_warnings(trial_warnings(winner))
     if default is not None:
@@ -261,14 +402,18 @@ def _print_result(outcome: StudyOutcome) -> None:
     if ci is not None:
         assert decision is not None  # an interval comes from the finalists' re-measurement
         ratio = _ratio(decision.default, decision.winner, outcome)
-        print(f"   speedup {ci.describe()} over the stock default, from the re-measurements ({ratio}; "
-              f"{ci.candidate_runs} vs {ci.baseline_runs} fresh processes, interleaved)")
+        print(
+            f"   speedup {ci.describe()} over the stock default, from the re-measurements ({ratio}; "
+            f"{ci.candidate_runs} vs {ci.baseline_runs} fresh processes, interleaved)"
+        )
     elif decision is not None:
         print(f"   speedup: none stated: {decision.summary}")
     elif default is not None and outcome.speedup:
         unit = "inf/s" if outcome.objective == Objective.THROUGHPUT else "ms"
-        print(f"   speedup {outcome.speedup:.2f}x over the stock default, from the search's measurements "
-              f"({outcome.objective} {_figure(default.value)} / {_figure(winner.value)} {unit}; not re-measured)")
+        print(
+            f"   speedup {outcome.speedup:.2f}x over the stock default, from the search's measurements "
+            f"({outcome.objective} {_figure(default.value)} / {_figure(winner.value)} {unit}; not re-measured)"
+        )
     else:
         print("   the stock default did not produce a result, so no speedup is stated")
 
@@ -283,8 +428,9 @@ def _remeasured(candidate: Candidate | None, outcome: StudyOutcome) -> float | N
     if outcome.objective == Objective.THROUGHPUT:
         from tuner.search.pareto import throughput_of
 
-        rates = [throughput_of(r.stats.get("median"), r.stats.get("throughput"), outcome.workload.batch) or 0.0
-                 for r in runs]
+        rates = [
+            throughput_of(r.stats.get("median"), r.stats.get("throughput"), outcome.workload.batch) or 0.0 for r in runs
+        ]
         return sum(rates) / len(rates)
     import numpy as np
 
@@ -304,7 +450,7 @@ def _print_remeasured(candidate: Candidate | None, outcome: StudyOutcome) -> Non
 
 
 def _ratio(default: Candidate | None, winner: Candidate, outcome: StudyOutcome) -> str:
-    """"p50 23.567 / 4.120 ms": the two re-measured figures the speedup divides."""
+    """ "p50 23.567 / 4.120 ms": the two re-measured figures the speedup divides."""
     base, cand = _remeasured(default, outcome), _remeasured(winner, outcome)
     if base is None or cand is None:
         return outcome.objective
@@ -342,8 +488,10 @@ def runs_warning(runs: list[TrialResult]) -> str:
     if not flagged:
         return ""
     worst = max(flagged, key=lambda r: (len(r.flags), r.stats.get("cv", 0.0)))
-    return (f"; {len(flagged)} of {len(runs)} runs flagged "
-            f"(worst: {'; '.join(stability_warnings(worst.stats, flags=worst.flags))})")
+    return (
+        f"; {len(flagged)} of {len(runs)} runs flagged "
+        f"(worst: {'; '.join(stability_warnings(worst.stats, flags=worst.flags))})"
+    )
 
 
 def print_front(front: list[TrialRecord]) -> None:
@@ -378,8 +526,10 @@ def run(args: argparse.Namespace) -> int:
             tuner.run(on_outcome=print_outcome)
             servers = getattr(tuner.runner, "servers", None)
             if servers is not None and servers.started:
-                print(f"fork servers: {servers.started} started, {servers.reused} torch-family trials forked from a "
-                      "running one (`--cold-start` to start every worker cold)")
+                print(
+                    f"fork servers: {servers.started} started, {servers.reused} torch-family trials forked from a "
+                    "running one (`--cold-start` to start every worker cold)"
+                )
         finally:
             tuner.close()  # its fork servers, before the lock goes
     return 0

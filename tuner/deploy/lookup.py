@@ -50,7 +50,7 @@ class BestConfig:
         return self.measured_on is None
 
     def describe_speedup(self) -> str:
-        """"2.31x (95% CI 2.20-2.43)", or what is known."""
+        """ "2.31x (95% CI 2.20-2.43)", or what is known."""
         if self.speedup is None:
             return "no speedup stated"
         if self.speedup_ci is None:
@@ -59,13 +59,24 @@ class BestConfig:
 
     def to_dict(self) -> dict:
         return {
-            "model": self.model, "seq_len": self.seq_len, "batch": self.batch, "objective": self.objective,
-            "config": self.config, "metrics": self.metrics, "speedup": self.speedup,
-            "speedup_ci95": list(self.speedup_ci) if self.speedup_ci else None, "significant": self.significant,
+            "model": self.model,
+            "seq_len": self.seq_len,
+            "batch": self.batch,
+            "objective": self.objective,
+            "config": self.config,
+            "metrics": self.metrics,
+            "speedup": self.speedup,
+            "speedup_ci95": list(self.speedup_ci) if self.speedup_ci else None,
+            "significant": self.significant,
             "default_median_ms": self.default_median_ms,
-            "measured_here": self.measured_here, "measured_on": self.measured_on,
+            "measured_here": self.measured_here,
+            "measured_on": self.measured_on,
             "launch": {
-                "prefix": self.prefix, "env": self.env, "unset": self.unset, "notes": self.notes, "python": self.python,
+                "prefix": self.prefix,
+                "env": self.env,
+                "unset": self.unset,
+                "notes": self.notes,
+                "python": self.python,
                 "instances": [{"prefix": p, "env": e} for p, e in self.instances],
             },
         }
@@ -94,8 +105,15 @@ def model_key(model: str) -> str:
         return model
 
 
-def deploy_env(config: dict[str, Any], plan_env: dict[str, str], model_hash: str, seq_len: int,
-               instance: int, instances: int, model_path: str | None = None) -> dict[str, str]:
+def deploy_env(
+    config: dict[str, Any],
+    plan_env: dict[str, str],
+    model_hash: str,
+    seq_len: int,
+    instance: int,
+    instances: int,
+    model_path: str | None = None,
+) -> dict[str, str]:
     """The plan's variables plus what tells ``tuner.load_best`` inside the launched
     process which configuration it runs under (so it needs no database) and where the
     model is (a backend's own environment may not have the model's package)."""
@@ -112,7 +130,11 @@ def deploy_env(config: dict[str, Any], plan_env: dict[str, str], model_hash: str
 
 
 def best_configs(
-    model: str, seq_len: int | None = None, batch: int = 1, objective: str = "p50", db_url: str | None = None,
+    model: str,
+    seq_len: int | None = None,
+    batch: int = 1,
+    objective: str = "p50",
+    db_url: str | None = None,
     from_similar: bool = False,
 ) -> list[BestConfig]:
     """Every stored winner for ``model`` on this machine (one per workload); where it
@@ -139,8 +161,11 @@ def best_configs(
             peer = closest_winner(store, machine, key, seq_len, batch, objective)
             if peer is not None:
                 rows = store.best(peer.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
-                measured_on = {"hostname": peer.hostname, "fingerprint": peer.fingerprint,
-                               "similarity": peer.similarity.describe()}
+                measured_on = {
+                    "hostname": peer.hostname,
+                    "fingerprint": peer.fingerprint,
+                    "similarity": peer.similarity.describe(),
+                }
     finally:
         store.close()
     found = []
@@ -152,11 +177,14 @@ def best_configs(
         try:
             plans = plan_instances(config, machine)
         except MissingLibraryError as exc:
-            raise UserError(f"the winner for {model} at seq {row.seq_len} preloads a library this machine lacks: "
-                            f"{exc}") from None
+            raise UserError(
+                f"the winner for {model} at seq {row.seq_len} preloads a library this machine lacks: {exc}"
+            ) from None
         except ValueError as exc:
-            raise UserError(f"the winner for {model} at seq {row.seq_len} cannot run here: {exc}; "
-                            f"run `tuner auto --model {model}` again") from None
+            raise UserError(
+                f"the winner for {model} at seq {row.seq_len} cannot run here: {exc}; "
+                f"run `tuner auto --model {model}` again"
+            ) from None
         try:
             python = worker_python(config)
             env_notes: list[str] = []
@@ -167,23 +195,41 @@ def best_configs(
             (p.prefix, deploy_env(config, p.env, model_hash, row.seq_len, p.instance, p.instances, model_path))
             for p in plans
         ]
-        found.append(BestConfig(
-            model=model, seq_len=row.seq_len, batch=row.batch, objective=row.objective, config=config,
-            metrics=row.metrics, speedup=row.speedup, default_median_ms=row.default_median_ms,
-            prefix=per_instance[0][0], env=per_instance[0][1], unset=plans[0].unset,
-            notes=carried + [n for p in plans for n in p.notes] + env_notes, model_hash=model_hash,
-            instances=per_instance if len(plans) > 1 else [],
-            speedup_ci=(row.speedup_low, row.speedup_high) if row.speedup_low is not None
-            and row.speedup_high is not None else None,
-            significant=row.significant, python=python,
-            measured_on=None if measured_on is None else {
-                **measured_on, **({"config": dict(row.config)} if config != row.config else {})},
-        ))
+        found.append(
+            BestConfig(
+                model=model,
+                seq_len=row.seq_len,
+                batch=row.batch,
+                objective=row.objective,
+                config=config,
+                metrics=row.metrics,
+                speedup=row.speedup,
+                default_median_ms=row.default_median_ms,
+                prefix=per_instance[0][0],
+                env=per_instance[0][1],
+                unset=plans[0].unset,
+                notes=carried + [n for p in plans for n in p.notes] + env_notes,
+                model_hash=model_hash,
+                instances=per_instance if len(plans) > 1 else [],
+                speedup_ci=(row.speedup_low, row.speedup_high)
+                if row.speedup_low is not None and row.speedup_high is not None
+                else None,
+                significant=row.significant,
+                python=python,
+                measured_on=None
+                if measured_on is None
+                else {**measured_on, **({"config": dict(row.config)} if config != row.config else {})},
+            )
+        )
     return sorted(found, key=lambda b: b.seq_len)
 
 
 def best_config(
-    model: str, seq_len: int | None = None, batch: int = 1, objective: str = "p50", db_url: str | None = None,
+    model: str,
+    seq_len: int | None = None,
+    batch: int = 1,
+    objective: str = "p50",
+    db_url: str | None = None,
     from_similar: bool = False,
 ) -> BestConfig:
     """The one stored winner; raises UserError when there is none or the choice is ambiguous."""
@@ -208,18 +254,21 @@ def carried_here(config: dict[str, Any], machine: Any, objective: str) -> tuple[
     here, changed = carried_over(space, config)
     if here is None:
         return dict(config), [f"{changed}: printed as that machine ran it"]
-    return here, [f"carried over to this machine: {changed} is not possible here, this space's default is used"
-                  ] if changed else []
+    return here, [
+        f"carried over to this machine: {changed} is not possible here, this space's default is used"
+    ] if changed else []
 
 
-def closest_winner(store: Any, machine: Any, model_key: str, seq_len: int | None, batch: int,
-                   objective: str) -> Any | None:
+def closest_winner(
+    store: Any, machine: Any, model_key: str, seq_len: int | None, batch: int, objective: str
+) -> Any | None:
     """The machine most like this one (tuner.hardware.similarity) with a winner for the
     model at this workload (a ``PeerRecord``), or None."""
     from tuner.store import rank_peers
 
-    peers = store.peers(model_key, seq_len, batch, objective, winners_only=True,
-                        exclude_fingerprint=machine.fingerprint)
+    peers = store.peers(
+        model_key, seq_len, batch, objective, winners_only=True, exclude_fingerprint=machine.fingerprint
+    )
     ranked = rank_peers(peers, machine.hardware_fingerprint, machine.to_dict())
     return ranked[0] if ranked else None
 
@@ -238,6 +287,8 @@ def no_winner_message(model: str, seq_len: int | None, batch: int, objective: st
         store.close()
     text = f"no tuned configuration for {model}{where} (batch {batch}, {objective}) on this machine; {retune}"
     if peer is not None:
-        text += (f"; the most similar machine with one is {peer.describe()}: `--from-similar` prints its winner, "
-                 "not measured here")
+        text += (
+            f"; the most similar machine with one is {peer.describe()}: `--from-similar` prints its winner, "
+            "not measured here"
+        )
     return text

@@ -90,10 +90,14 @@ class TuneOptions:
             ("skip-dominated ratio", self.skip_dominated == 0 or self.skip_dominated > 1, "0 (off) or above 1"),
             ("max memory", self.max_memory_mb is None or self.max_memory_mb > 0, "above 0 MB"),
         ]
-        ranges += [(f"guard {name}", 0.0 <= value <= 1.0, "between 0 and 1")
-                   for name, value in (("min cosine", self.guard.min_cosine_mean),
-                                       ("min cosine min", self.guard.min_cosine_min),
-                                       ("min label agreement", self.guard.min_label_agreement))]
+        ranges += [
+            (f"guard {name}", 0.0 <= value <= 1.0, "between 0 and 1")
+            for name, value in (
+                ("min cosine", self.guard.min_cosine_mean),
+                ("min cosine min", self.guard.min_cosine_min),
+                ("min label agreement", self.guard.min_label_agreement),
+            )
+        ]
         for name, ok, allowed in ranges:
             if not ok:
                 raise UserError(f"the {name} must be {allowed}")
@@ -104,5 +108,7 @@ class TuneOptions:
         if self.strategy not in STRATEGIES:
             raise UserError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.finalists and self.finalist_rounds < MIN_FINALIST_ROUNDS:
-            raise UserError(f"finalists are re-measured in at least {MIN_FINALIST_ROUNDS} fresh processes each; "
-                            f"pass {MIN_FINALIST_ROUNDS} or more rounds")
+            raise UserError(
+                f"finalists are re-measured in at least {MIN_FINALIST_ROUNDS} fresh processes each; "
+                f"pass {MIN_FINALIST_ROUNDS} or more rounds"
+            )

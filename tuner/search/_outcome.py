@@ -42,8 +42,17 @@ class Where:
     model_pk: int
 
 
-def finish(store: Store, options: TuneOptions, where: Where, study_id: int, workload: S.Workload, stop_reason: str,
-           default_config: dict[str, Any], replay: Replay, progress: Progress | None = None) -> StudyOutcome:
+def finish(
+    store: Store,
+    options: TuneOptions,
+    where: Where,
+    study_id: int,
+    workload: S.Workload,
+    stop_reason: str,
+    default_config: dict[str, Any],
+    replay: Replay,
+    progress: Progress | None = None,
+) -> StudyOutcome:
     """Decide and store the study's answer; ``replay`` re-measures its finalists."""
     objective = options.objective
     trials = store.trials(study_id)
@@ -60,8 +69,16 @@ def finish(store: Store, options: TuneOptions, where: Where, study_id: int, work
     speedup = None
     ci = decision = None
     if winner is not None and options.finalists > 0:
-        decision = finalists(replay, trials, default_config, default, options.finalists, options.finalist_rounds,
-                             progress, options.finalist_max_rounds)
+        decision = finalists(
+            replay,
+            trials,
+            default_config,
+            default,
+            options.finalists,
+            options.finalist_rounds,
+            progress,
+            options.finalist_max_rounds,
+        )
         winner, ci = decision.winner.trial, decision.speedup
         if ci is not None:
             speedup = ci.point
@@ -73,16 +90,38 @@ def finish(store: Store, options: TuneOptions, where: Where, study_id: int, work
     if winner is not None and options.record_best:
         _set_best(store, options, where, workload, winner, default, speedup, ci, decision)
     store.set_study_status(study_id, "done")
-    return StudyOutcome(workload, objective, trials, winner, default, speedup, stop_reason,
-                        speedup_ci=ci, decision=decision, pareto=on_front)
+    return StudyOutcome(
+        workload,
+        objective,
+        trials,
+        winner,
+        default,
+        speedup,
+        stop_reason,
+        speedup_ci=ci,
+        decision=decision,
+        pareto=on_front,
+    )
 
 
-def _set_best(store: Store, options: TuneOptions, where: Where, workload: S.Workload, winner: TrialRecord,
-              default: TrialRecord | None, speedup: float | None, ci: Speedup | None,
-              decision: F.Decision | None) -> None:
+def _set_best(
+    store: Store,
+    options: TuneOptions,
+    where: Where,
+    workload: S.Workload,
+    winner: TrialRecord,
+    default: TrialRecord | None,
+    speedup: float | None,
+    ci: Speedup | None,
+    decision: F.Decision | None,
+) -> None:
     metrics: dict[str, Any] = {
-        "median_ms": winner.median_ms, "p90_ms": winner.p90_ms, "p99_ms": winner.p99_ms,
-        "value": winner.value, "accuracy": winner.accuracy, "trial_number": winner.number,
+        "median_ms": winner.median_ms,
+        "p90_ms": winner.p90_ms,
+        "p99_ms": winner.p99_ms,
+        "value": winner.value,
+        "accuracy": winner.accuracy,
+        "trial_number": winner.number,
     }
     if decision is not None:
         metrics["finalist_rounds"] = options.finalist_rounds
@@ -92,9 +131,18 @@ def _set_best(store: Store, options: TuneOptions, where: Where, workload: S.Work
         if remeasured:
             metrics["remeasured_median_ms"] = sorted(remeasured)[len(remeasured) // 2]
     store.set_best(
-        where.machine_id, where.model_pk, workload.seq_len, workload.batch, options.objective,
-        winner.id, winner.config, metrics, default.median_ms if default else None, speedup,
-        speedup_low=ci.low if ci else None, speedup_high=ci.high if ci else None,
+        where.machine_id,
+        where.model_pk,
+        workload.seq_len,
+        workload.batch,
+        options.objective,
+        winner.id,
+        winner.config,
+        metrics,
+        default.median_ms if default else None,
+        speedup,
+        speedup_low=ci.low if ci else None,
+        speedup_high=ci.high if ci else None,
         significant=ci.significant if ci else (False if decision is not None else None),
         finalists=[v.to_dict() for v in decision.verdicts] if decision is not None else None,
     )

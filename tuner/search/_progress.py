@@ -14,8 +14,9 @@ from tuner.trial import spec as S
 
 
 class Progress:
-    def __init__(self, enabled: bool, trials: int | None, objective: str,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, enabled: bool, trials: int | None, objective: str, warn: Callable[[str], None] | None = None
+    ) -> None:
         """``trials``: the bar's total for a search; ``warn`` receives warnings
         instead of stderr (benchmarks silence them)."""
         self.enabled = enabled
@@ -35,8 +36,12 @@ class Progress:
         from tqdm import tqdm
 
         self._bar = tqdm(
-            total=total if what else self.trials, initial=done, unit="run" if what else "trial",
-            dynamic_ncols=True, desc=f"seq {workload.seq_len}{' ' + what if what else ''}", leave=True,
+            total=total if what else self.trials,
+            initial=done,
+            unit="run" if what else "trial",
+            dynamic_ncols=True,
+            desc=f"seq {workload.seq_len}{' ' + what if what else ''}",
+            leave=True,
         )
 
     def extend(self, runs: int) -> None:
@@ -56,8 +61,10 @@ class Progress:
         self._bar.update(1)
         postfix = {}
         if best is not None and best.value is not None:
-            postfix["best"] = (f"{best.value:.3g} {objectives.unit(self.objective)} "
-                               f"{best.config.get('backend')} {best.config.get('precision', '')}")
+            postfix["best"] = (
+                f"{best.value:.3g} {objectives.unit(self.objective)} "
+                f"{best.config.get('backend')} {best.config.get('precision', '')}"
+            )
         postfix["last"] = row.status if row.status != S.OK else f"{row.value:.3g}"
         if row.flags:
             postfix["flags"] = ",".join(row.flags)

@@ -54,8 +54,9 @@ class Replay:
     def run(self, candidate: F.Candidate, round_: int) -> S.TrialResult:
         """One fresh process for ``candidate``, judged and stored; never raises for a failed run."""
         measure = replace(self.measure, prune_above_ms=None)  # a replay is measured in full
-        result, plan = self.quiet.run(self.workload, candidate.config, self.reference,
-                                      self.label(candidate, round_), measure)
+        result, plan = self.quiet.run(
+            self.workload, candidate.config, self.reference, self.label(candidate, round_), measure
+        )
         verdict = self.judge(result, candidate.config, plan)
         result.status, result.reason = verdict.status, verdict.reason
         stats = result.stats
@@ -65,11 +66,22 @@ class Replay:
             # The speed clusters of this configuration's processes so far, this one included.
             noise["clusters"] = find_clusters(medians).to_dict()
         self.store.record_replay(
-            self.study_id, kind=self.kind, role=candidate.role, round=round_, config=candidate.config,
-            status=result.status, trial_id=candidate.trial.id if candidate.trial is not None else None,
-            reason=result.reason, median_ms=stats.get("median"), p90_ms=stats.get("p90"), p99_ms=stats.get("p99"),
-            n_samples=int(stats["n"]) if "n" in stats else None, samples_ms=result.samples_ms,
-            throughput=stats.get("throughput"), flags=result.flags or None, noise=noise or None,
+            self.study_id,
+            kind=self.kind,
+            role=candidate.role,
+            round=round_,
+            config=candidate.config,
+            status=result.status,
+            trial_id=candidate.trial.id if candidate.trial is not None else None,
+            reason=result.reason,
+            median_ms=stats.get("median"),
+            p90_ms=stats.get("p90"),
+            p99_ms=stats.get("p99"),
+            n_samples=int(stats["n"]) if "n" in stats else None,
+            samples_ms=result.samples_ms,
+            throughput=stats.get("throughput"),
+            flags=result.flags or None,
+            noise=noise or None,
         )
         if self.on_run is not None:
             self.on_run(candidate, round_, result)
@@ -88,9 +100,16 @@ class Replay:
             candidate.runs.append(F.stored_result(stored))
 
 
-def finalists(replay: Replay, trials: Sequence[TrialRecord], default_config: dict[str, Any],
-              default: TrialRecord | None, k: int, rounds: int, progress: Progress | None = None,
-              max_rounds: int | None = None) -> F.Decision:
+def finalists(
+    replay: Replay,
+    trials: Sequence[TrialRecord],
+    default_config: dict[str, Any],
+    default: TrialRecord | None,
+    k: int,
+    rounds: int,
+    progress: Progress | None = None,
+    max_rounds: int | None = None,
+) -> F.Decision:
     """The study's end: its ``k`` best configurations as racing ranked them, with the
     best of each other backend/precision family close to them (tuner.search.finalists.pick),
     and the stock default, each in ``rounds`` fresh processes (those already stored
@@ -100,15 +119,24 @@ def finalists(replay: Replay, trials: Sequence[TrialRecord], default_config: dic
     ranked, cost = raced(trials, replay.store.replays(replay.study_id, kind=RACE), objective, batch)
     by_id = {t.id: t for t in trials}
     candidates = [F.Candidate("default", default_config, default)]
-    candidates += [F.Candidate("candidate", t.config, by_id[t.id]) for t in F.pick(ranked, objective, k, default_config)]
+    candidates += [
+        F.Candidate("candidate", t.config, by_id[t.id]) for t in F.pick(ranked, objective, k, default_config)
+    ]
     replay.reuse(trials, candidates)
     if progress is not None:
         bar = progress
         bar.start(replay.workload, sum(len(c.runs) for c in candidates), len(candidates) * rounds, "finalists")
         replay = replace(replay, on_run=lambda candidate, round_, result: bar.step())
     try:
-        separation = remeasure_until_separated(objective, candidates, rounds, max(rounds, max_rounds or rounds),
-                                               replay.run, batch, progress.extend if progress is not None else None)
+        separation = remeasure_until_separated(
+            objective,
+            candidates,
+            rounds,
+            max(rounds, max_rounds or rounds),
+            replay.run,
+            batch,
+            progress.extend if progress is not None else None,
+        )
     finally:
         if progress is not None:
             progress.close()

@@ -61,8 +61,10 @@ class SimilarStart:
         if self.level is None:
             return f"seq {seq_len}: no other machine has results for this model and workload; a cold start"
         names = ", ".join(p.hostname for p in self.sources)
-        text = (f"seq {seq_len}: starting from {len(self.configs)} configuration{'s' if len(self.configs) != 1 else ''} "
-                f"of {names} ({self.level.describe()})")
+        text = (
+            f"seq {seq_len}: starting from {len(self.configs)} configuration{'s' if len(self.configs) != 1 else ''} "
+            f"of {names} ({self.level.describe()})"
+        )
         if self.not_here:
             text += f"; {len(self.not_here)} cannot run here ({self.not_here[0][1]})"
         return text
@@ -98,8 +100,16 @@ def carried_over(space: Space, config: dict[str, Any]) -> tuple[dict[str, Any] |
     return here, ", ".join(changed)
 
 
-def similar_start(store: Store, machine: MachineInfo, model_hash: str, seq_len: int, batch: int, objective: str,
-                  space: Space, exclude_study: int | None = None) -> SimilarStart:
+def similar_start(
+    store: Store,
+    machine: MachineInfo,
+    model_hash: str,
+    seq_len: int,
+    batch: int,
+    objective: str,
+    space: Space,
+    exclude_study: int | None = None,
+) -> SimilarStart:
     """The configurations the closest machines with results for (``model_hash``,
     ``seq_len``, ``batch``, ``objective``) found best, in ``space``; the study
     ``exclude_study`` (the one starting) does not count."""
@@ -148,8 +158,17 @@ def _replace_studies(peer: PeerRecord, studies: tuple[int, ...]) -> PeerRecord:
 class SimilarMachines:
     """The hook a study calls with its first configurations (tuner.search.study)."""
 
-    def __init__(self, store: Store, machine: MachineInfo, model_hash: str, space: Space, objective: str,
-                 batch: int, enabled: bool = True, say: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        machine: MachineInfo,
+        model_hash: str,
+        space: Space,
+        objective: str,
+        batch: int,
+        enabled: bool = True,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         # Where the other machines' results are read: the study's own database (a
         # benchmark may point it at another, whose studies then are never this one).
         self.store = store
@@ -171,8 +190,16 @@ class SimilarMachines:
         first = list(first)
         if not self.enabled or not first:
             return first
-        start = similar_start(self.store, self.machine, self.model_hash, study.seq_len, self.batch, self.objective,
-                              self.space, exclude_study=study.id if self.store is self._study_store else None)
+        start = similar_start(
+            self.store,
+            self.machine,
+            self.model_hash,
+            study.seq_len,
+            self.batch,
+            self.objective,
+            self.space,
+            exclude_study=study.id if self.store is self._study_store else None,
+        )
         self.last = start
         if self.say is not None and study.n_trials == 0 and start.level is not None:
             self.say(start.describe(study.seq_len))

@@ -68,7 +68,7 @@ class Clusters:
 
     @property
     def groups(self) -> tuple[tuple[float, ...], ...]:
-        return (self.medians[:self.fast], self.medians[self.fast:]) if self.clustered else (self.medians,)
+        return (self.medians[: self.fast], self.medians[self.fast :]) if self.clustered else (self.medians,)
 
     @property
     def apart(self) -> float:
@@ -87,9 +87,14 @@ class Clusters:
         return f"2 speed clusters: {ranges[0]}, {ranges[1]} ({self.apart:.2f}x apart)"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"clustered": self.clustered, "sizes": list(self.sizes), "apart": round(self.apart, 4),
-                "gap": round(self.gap, 4), "spread": round(self.spread, 5),
-                "medians": [round(m, 6) for m in self.medians]}
+        return {
+            "clustered": self.clustered,
+            "sizes": list(self.sizes),
+            "apart": round(self.apart, 4),
+            "gap": round(self.gap, 4),
+            "spread": round(self.spread, 5),
+            "medians": [round(m, 6) for m in self.medians],
+        }
 
 
 @dataclass(frozen=True)
@@ -103,17 +108,27 @@ class Drift:
 
     @property
     def drifting(self) -> bool:
-        return self.runs >= DRIFT_MIN_RUNS and self.p < DRIFT_P and abs(math.log(self.change)) >= \
-            math.log(1 + DRIFT_MIN_CHANGE)
+        return (
+            self.runs >= DRIFT_MIN_RUNS
+            and self.p < DRIFT_P
+            and abs(math.log(self.change)) >= math.log(1 + DRIFT_MIN_CHANGE)
+        )
 
     def describe(self) -> str:
         way = "slower" if self.change > 1 else "faster"
-        return (f"drifting {abs(self.change - 1):.0%} {way} over {self.runs} processes in run order "
-                f"(rank correlation {self.rho:+.2f}, p {self.p:.3f})")
+        return (
+            f"drifting {abs(self.change - 1):.0%} {way} over {self.runs} processes in run order "
+            f"(rank correlation {self.rho:+.2f}, p {self.p:.3f})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"drifting": self.drifting, "runs": self.runs, "rho": round(self.rho, 4), "p": round(self.p, 4),
-                "change": round(self.change, 4)}
+        return {
+            "drifting": self.drifting,
+            "runs": self.runs,
+            "rho": round(self.rho, 4),
+            "p": round(self.p, 4),
+            "change": round(self.change, 4),
+        }
 
 
 def find_clusters(medians: Sequence[float]) -> Clusters:
@@ -149,7 +164,7 @@ def find_drift(medians_in_order: Sequence[float], seed: int = 0) -> Drift:
     orders -= (n - 1) / 2
     # Spearman's rho of each order with the medians (no ties among orders, so the
     # norm of every centred order is that of 0..n-1); the run order is 0..n-1 itself.
-    norm = math.sqrt(float((orders[0] ** 2).sum() * (ranks ** 2).sum())) or 1.0
+    norm = math.sqrt(float((orders[0] ** 2).sum() * (ranks**2).sum())) or 1.0
     rhos = orders @ ranks / norm
     rho = float((np.arange(n, dtype=np.float64) - (n - 1) / 2) @ ranks / norm)
     p = float(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
@@ -178,8 +193,10 @@ def host_clustered(named: Sequence[tuple[str, Sequence[float]]]) -> str | None:
     if not clustered:
         return None
     sizes = ", ".join(f"{name} {'+'.join(map(str, c.sizes))} ({c.apart:.2f}x)" for name, c in clustered)
-    return (f"fresh processes on this host fall into speed clusters (fast+slow processes: {sizes}); "
-            "a configuration measured in few processes can be crowned or buried by which cluster it drew")
+    return (
+        f"fresh processes on this host fall into speed clusters (fast+slow processes: {sizes}); "
+        "a configuration measured in few processes can be crowned or buried by which cluster it drew"
+    )
 
 
 def processes_notes(named: Sequence[tuple[str, Sequence[float]]], unit: str = "ms") -> list[str]:

@@ -97,9 +97,11 @@ class Decision:
         the extra processes and what stayed inseparable, speed clusters and drift."""
         lines = []
         if self.raced.get("processes"):
-            lines.append(f"racing: {self.raced['processes']} more fresh processes for "
-                         f"{self.raced['configurations']} leading configurations during the search "
-                         "(not counted in --trials); finalists chosen by the median of their processes")
+            lines.append(
+                f"racing: {self.raced['processes']} more fresh processes for "
+                f"{self.raced['configurations']} leading configurations during the search "
+                "(not counted in --trials); finalists chosen by the median of their processes"
+            )
         if self.separation is not None and (self.separation.extra or not self.separation.separable):
             lines.append(self.separation.describe())
         return lines + processes_notes([(c.name, c.medians()) for c in self.candidates()])
@@ -118,16 +120,17 @@ class Decision:
         return found
 
 
-
-def pick(trials: Sequence[Any], objective: str, k: int, default_config: dict[str, Any],
-         family_margin: float = FAMILY_MARGIN) -> list[Any]:
+def pick(
+    trials: Sequence[Any], objective: str, k: int, default_config: dict[str, Any], family_margin: float = FAMILY_MARGIN
+) -> list[Any]:
     """The ``k`` best feasible trials with distinct configurations, the default excluded,
     then the best of every other backend/precision family whose figure is within
     ``family_margin`` of the best (at most ``k`` more; 0 or less: none), best first.
     On a noisy host a family's best can lose the top ``k`` by one unlucky process."""
     maximize = objectives.direction(objective) == "maximize"
-    ranked = sorted((t for t in trials if t.status == S.OK and t.value is not None),
-                    key=lambda t: -t.value if maximize else t.value)
+    ranked = sorted(
+        (t for t in trials if t.status == S.OK and t.value is not None), key=lambda t: -t.value if maximize else t.value
+    )
     distinct: list[Any] = []
     seen = {config_key(default_config)}
     for trial in ranked:
@@ -161,8 +164,13 @@ def stored_result(stored: Any) -> S.TrialResult:
     stats = summarize(stored.samples_ms) if stored.samples_ms else {}
     if stored.throughput is not None:
         stats["throughput"] = stored.throughput
-    return S.TrialResult(status=stored.status, reason=stored.reason, samples_ms=list(stored.samples_ms), stats=stats,
-                         flags=list(stored.flags or []))
+    return S.TrialResult(
+        status=stored.status,
+        reason=stored.reason,
+        samples_ms=list(stored.samples_ms),
+        stats=stats,
+        flags=list(stored.flags or []),
+    )
 
 
 def remeasure(candidates: list[Candidate], rounds: int, run: Callable[[Candidate, int], S.TrialResult]) -> None:
@@ -189,7 +197,11 @@ def compare(objective: str, default: Candidate, candidate: Candidate, batch: int
 
 
 def decide(
-    objective: str, default: Candidate, finalists: list[Candidate], batch: int = 1, min_runs: int = 2,
+    objective: str,
+    default: Candidate,
+    finalists: list[Candidate],
+    batch: int = 1,
+    min_runs: int = 2,
     separation: Separation | None = None,
 ) -> Decision:
     """The best finalist whose advantage over the default is significant, else the
@@ -214,22 +226,33 @@ def _decide(objective: str, default: Candidate, finalists: list[Candidate], batc
         return Decision(best, None, verdicts, "the stock default produced no result, so no speedup is stated", default)
     for f in finalists:
         if len(f.measured) < min_runs:
-            verdicts.append(Verdict(f, None, f"only {len(f.measured)} of {len(f.runs)} re-measurements produced a result"))
+            verdicts.append(
+                Verdict(f, None, f"only {len(f.measured)} of {len(f.runs)} re-measurements produced a result")
+            )
         else:
             verdicts.append(Verdict(f, compare(objective, default, f, batch, seed=len(verdicts))))
     significant = [v for v in verdicts if v.speedup is not None and v.speedup.significant]
     if significant:
         chosen = max(significant, key=lambda v: v.speedup.point if v.speedup else 0.0)
-        return Decision(chosen.candidate, chosen.speedup, verdicts,
-                        f"significantly faster than the stock default: {chosen.speedup.describe()}"
-                        if chosen.speedup else "", default)
+        return Decision(
+            chosen.candidate,
+            chosen.speedup,
+            verdicts,
+            f"significantly faster than the stock default: {chosen.speedup.describe()}" if chosen.speedup else "",
+            default,
+        )
     measured = [v for v in verdicts if v.speedup is not None]
     if measured:
         top = max(measured, key=lambda v: v.speedup.point if v.speedup else 0.0)
         assert top.speedup is not None
-        return Decision(default, None, verdicts,
-                        f"no finalist is significantly better than the stock default (best: {top.speedup.describe()}); "
-                        "the stock default stays", default)
+        return Decision(
+            default,
+            None,
+            verdicts,
+            f"no finalist is significantly better than the stock default (best: {top.speedup.describe()}); "
+            "the stock default stays",
+            default,
+        )
     return Decision(default, None, verdicts, "no finalist could be re-measured; the stock default stays", default)
 
 

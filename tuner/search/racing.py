@@ -96,13 +96,19 @@ class Racing:
         from first measurements, until something has been raced)."""
         if not any(self.runs.values()):
             return current
-        medians = [_median([row.median_ms, *(r.stats["median"] for r in self.runs.get(row.id, ()) if _ok(r))])
-                   for row in measured.values() if row.status == S.OK and row.median_ms is not None]
+        medians = [
+            _median([row.median_ms, *(r.stats["median"] for r in self.runs.get(row.id, ()) if _ok(r))])
+            for row in measured.values()
+            if row.status == S.OK and row.median_ms is not None
+        ]
         return min(medians) * (1.0 + margin) if medians else current
 
     def _raced(self, row: TrialRecord) -> TrialRecord:
-        more = [objectives.value_of(self.objective, r.stats, self.replay.judge.batch)
-                for r in self.runs.get(row.id, ()) if _ok(r)]
+        more = [
+            objectives.value_of(self.objective, r.stats, self.replay.judge.batch)
+            for r in self.runs.get(row.id, ())
+            if _ok(r)
+        ]
         if row.status != S.OK or row.value is None or not more:
             return row
         return replace(row, value=_median([row.value, *more]))
@@ -115,8 +121,9 @@ def rank(rows: Any, objective: str) -> list[TrialRecord]:
     return sorted(feasible, key=lambda r: -r.value if maximize else r.value)
 
 
-def raced(trials: Sequence[TrialRecord], replays: Sequence[ReplayRecord], objective: str,
-          batch: int = 1) -> tuple[list[TrialRecord], dict[str, int]]:
+def raced(
+    trials: Sequence[TrialRecord], replays: Sequence[ReplayRecord], objective: str, batch: int = 1
+) -> tuple[list[TrialRecord], dict[str, int]]:
     """The trials as racing ranked them (each raced trial's value the median of its
     processes'), and what racing cost: processes and configurations."""
     values: dict[int, list[float]] = {}
@@ -128,8 +135,12 @@ def raced(trials: Sequence[TrialRecord], replays: Sequence[ReplayRecord], object
         result = F.stored_result(stored)
         if _ok(result):
             values.setdefault(stored.trial_id, []).append(objectives.value_of(objective, result.stats, batch))
-    ranked = [replace(t, value=_median([t.value, *values[t.id]]))
-              if t.id in values and t.status == S.OK and t.value is not None else t for t in trials]
+    ranked = [
+        replace(t, value=_median([t.value, *values[t.id]]))
+        if t.id in values and t.status == S.OK and t.value is not None
+        else t
+        for t in trials
+    ]
     configurations = len({s.trial_id for s in replays if s.kind == RACE and s.trial_id is not None})
     return ranked, {"processes": count, "configurations": configurations} if count else {}
 

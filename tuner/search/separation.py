@@ -74,25 +74,33 @@ class Separation:
         if self.separable:
             more = f" after {self.extra} more fresh processes" if self.extra else ""
             return f"{self.leader.name} is separated from every other candidate{more}"
-        others = "; ".join(f"{u.candidate.name} ({u.leader_over.describe()} in {self.leader.name}'s favour, "
-                           f"{u.leader_over.candidate_runs} vs {u.leader_over.baseline_runs} processes)"
-                           for u in self.undecided)
+        others = "; ".join(
+            f"{u.candidate.name} ({u.leader_over.describe()} in {self.leader.name}'s favour, "
+            f"{u.leader_over.candidate_runs} vs {u.leader_over.baseline_runs} processes)"
+            for u in self.undecided
+        )
         return f"not separable on this host: {self.leader.name} from {others}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "leader": _number(self.leader), "separable": self.separable, "processes": self.processes,
-            "extra_processes": self.extra, "capped": self.capped,
-            "undecided": [{"trial": _number(u.candidate), "role": u.candidate.role, **u.leader_over.to_dict()}
-                          for u in self.undecided],
+            "leader": _number(self.leader),
+            "separable": self.separable,
+            "processes": self.processes,
+            "extra_processes": self.extra,
+            "capped": self.capped,
+            "undecided": [
+                {"trial": _number(u.candidate), "role": u.candidate.role, **u.leader_over.to_dict()}
+                for u in self.undecided
+            ],
         }
 
 
 class Bootstraps:
     """Each candidate's resampled statistic, computed once per number of processes."""
 
-    def __init__(self, objective: str, batch: int = 1, resamples: int = RESAMPLES,
-                 confidence: float = CONFIDENCE) -> None:
+    def __init__(
+        self, objective: str, batch: int = 1, resamples: int = RESAMPLES, confidence: float = CONFIDENCE
+    ) -> None:
         self.objective, self.batch, self.resamples, self.confidence = objective, batch, resamples, confidence
         self._cache: dict[tuple[int, int], tuple[float, np.ndarray]] = {}
 
@@ -108,8 +116,10 @@ class Bootstraps:
             else:
                 samples = [r.samples_ms for r in runs]
                 point = pooled_statistic(samples, self.objective)
-                self._cache[key] = (point, resampled_statistic(samples, self.objective, resamples=self.resamples,
-                                                               seed=seed))
+                self._cache[key] = (
+                    point,
+                    resampled_statistic(samples, self.objective, resamples=self.resamples, seed=seed),
+                )
         return self._cache[key]
 
     def leader_over(self, leader: F.Candidate, other: F.Candidate) -> Speedup:
@@ -144,8 +154,12 @@ def separate(boot: Bootstraps, candidates: Sequence[F.Candidate], min_runs: int 
 
 
 def remeasure_until_separated(
-    objective: str, candidates: list[F.Candidate], rounds: int, max_rounds: int,
-    run: Callable[[F.Candidate, int], S.TrialResult], batch: int = 1,
+    objective: str,
+    candidates: list[F.Candidate],
+    rounds: int,
+    max_rounds: int,
+    run: Callable[[F.Candidate, int], S.TrialResult],
+    batch: int = 1,
     on_extra: Callable[[int], None] | None = None,
 ) -> Separation:
     """``rounds`` interleaved rounds of every candidate (tuner.search.finalists.remeasure),
@@ -184,4 +198,3 @@ def _most(candidates: Sequence[F.Candidate]) -> int:
 
 def _number(candidate: F.Candidate | None) -> int | None:
     return candidate.trial.number if candidate is not None and candidate.trial is not None else None
-

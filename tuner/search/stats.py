@@ -31,7 +31,12 @@ RESAMPLES = 2000
 # process has widens the interval a little (conservative, never optimistic).
 CALLS_PER_PROCESS = 400
 
-_QUANTILES: dict[str, float] = {Objective.P50: 50.0, Objective.P90: 90.0, Objective.P99: 99.0, Objective.THROUGHPUT: 50.0}
+_QUANTILES: dict[str, float] = {
+    Objective.P50: 50.0,
+    Objective.P90: 90.0,
+    Objective.P99: 99.0,
+    Objective.THROUGHPUT: 50.0,
+}
 
 
 def statistic(objective: str, samples: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -88,8 +93,14 @@ class Speedup:
         return self.low <= value <= self.high
 
     def to_dict(self) -> dict[str, float | int | bool]:
-        return {"speedup": self.point, "low": self.low, "high": self.high, "significant": self.significant,
-                "baseline_runs": self.baseline_runs, "candidate_runs": self.candidate_runs}
+        return {
+            "speedup": self.point,
+            "low": self.low,
+            "high": self.high,
+            "significant": self.significant,
+            "baseline_runs": self.baseline_runs,
+            "candidate_runs": self.candidate_runs,
+        }
 
 
 def _resampled(runs: list[np.ndarray], objective: str, rng: np.random.Generator, resamples: int) -> np.ndarray:
@@ -125,7 +136,11 @@ def latency_speedup(
 
 
 def resampled_statistic(
-    runs: Sequence[Sequence[float]], objective: str = Objective.P50, *, resamples: int = RESAMPLES, seed: int = 0,
+    runs: Sequence[Sequence[float]],
+    objective: str = Objective.P50,
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
 ) -> np.ndarray:
     """The objective's statistic of each two-level resample of one side's processes.
     Two sides resampled independently give the same interval as ``latency_speedup``
@@ -146,8 +161,9 @@ def resampled_mean(values: Sequence[float], *, resamples: int = RESAMPLES, seed:
     return kept[rng.integers(0, len(kept), size=(resamples, len(kept)))].mean(axis=1)
 
 
-def interval(point: float, ratios: np.ndarray, baseline_runs: int, candidate_runs: int,
-             confidence: float = CONFIDENCE) -> Speedup:
+def interval(
+    point: float, ratios: np.ndarray, baseline_runs: int, candidate_runs: int, confidence: float = CONFIDENCE
+) -> Speedup:
     """A speedup from its point estimate and its resampled ratios (> 1: the candidate is better)."""
     tail = (1.0 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])

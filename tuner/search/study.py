@@ -47,7 +47,15 @@ from tuner.trial.accuracy import Guard
 from tuner.vocabulary import Objective, Strategy, config_key
 
 __all__ = [
-    "MEASURED", "NOT_COUNTED", "Judge", "Replay", "SearchPolicy", "StudyOutcome", "TuneOptions", "Tuner", "Verdict",
+    "MEASURED",
+    "NOT_COUNTED",
+    "Judge",
+    "Replay",
+    "SearchPolicy",
+    "StudyOutcome",
+    "TuneOptions",
+    "Tuner",
+    "Verdict",
     "space_objective",
 ]
 
@@ -59,7 +67,10 @@ class Tuner:
     """Set up once (model, machine, store, space), then tune each workload in turn."""
 
     def __init__(
-        self, options: TuneOptions, progress: bool = True, runner: Any | None = None,
+        self,
+        options: TuneOptions,
+        progress: bool = True,
+        runner: Any | None = None,
         warn: Callable[[str], None] | None = None,
     ) -> None:
         """``runner`` replaces the process runner (benchmarks replay a measured grid);
@@ -76,8 +87,9 @@ class Tuner:
         self.progress = Progress(progress, options.trials, options.objective, warn)
         self.model = resolve_model(options.model)
         self.machine = detect()
-        self.space = options.space or load_space_with(self.machine, options.space_files, backends=options.backends,
-                                                      objective=space_objective(options.objective))
+        self.space = options.space or load_space_with(
+            self.machine, options.space_files, backends=options.backends, objective=space_objective(options.objective)
+        )
         self.store = Store.open(options.db_url)
         self.eval_texts = options.eval_texts or list(DEFAULT_EVAL_TEXTS)
         self.machine_id = self.store.upsert_machine(
@@ -91,20 +103,36 @@ class Tuner:
             from tuner.trial.forkserver import ForkServers
             from tuner.trial.runner import TrialRunner
 
-            runner = TrialRunner(self.model, self.machine, self.eval_texts, options.measure, options.trial_timeout_s,
-                                 servers=ForkServers() if options.fork_servers else None)
+            runner = TrialRunner(
+                self.model,
+                self.machine,
+                self.eval_texts,
+                options.measure,
+                options.trial_timeout_s,
+                servers=ForkServers() if options.fork_servers else None,
+            )
         self.runner = runner
         self.optuna_storage: Any = None  # None: Optuna's tables in the store's database
-        self.quiet = QuietRunner(self.runner, options.noise_check, options.noise_retries, self.progress.warn,
-                                 options.noise_wait_s)
-        self.model_pk = self.store.upsert_model(self.model.model_id, self.model.content_hash, self.model.path,
-                                                self.model.task)
+        self.quiet = QuietRunner(
+            self.runner, options.noise_check, options.noise_retries, self.progress.warn, options.noise_wait_s
+        )
+        self.model_pk = self.store.upsert_model(
+            self.model.model_id, self.model.content_hash, self.model.path, self.model.task
+        )
         self.judge = Judge(options.objective, options.batch, self.model.task, options.guard, options.max_memory_mb)
         self.recorder = Recorder(self.store, self.judge)
         self.policy = SearchPolicy(self.space, options.objective, options.strategy, options.skip_dominated)
         # A new study first measures what the most similar machines found best (docs/fleet.md).
-        self.similar = SimilarMachines(self.store, self.machine, self.model.content_hash, self.space,
-                                       options.objective, options.batch, options.similar_start, self._note)
+        self.similar = SimilarMachines(
+            self.store,
+            self.machine,
+            self.model.content_hash,
+            self.space,
+            options.objective,
+            options.batch,
+            options.similar_start,
+            self._note,
+        )
         # --join: one of several machines sharing the study (heartbeats, claims); None: alone.
         self.fleet = Joined(self.store, self.recorder, options.join_grace_s, self._note) if options.join else None
 
@@ -123,19 +151,33 @@ class Tuner:
             storage = self.fleet.storage(self.store.url)  # the same tables, with heartbeats
         name = self.study_name(workload)
         record = self.store.get_or_create_study(
-            self.machine_id, self.model_pk, seq_len, opts.batch, opts.objective,
-            self.space.content_hash(), name,
-            {"trials": opts.trials, "budget_s": opts.budget_s, "guard": vars(opts.guard), "strategy": opts.strategy,
-             "default": self.space.default_config(), "max_memory_mb": opts.max_memory_mb,
-             "model_revision": self.model.revision},  # the commit of a hub model (None otherwise)
+            self.machine_id,
+            self.model_pk,
+            seq_len,
+            opts.batch,
+            opts.objective,
+            self.space.content_hash(),
+            name,
+            {
+                "trials": opts.trials,
+                "budget_s": opts.budget_s,
+                "guard": vars(opts.guard),
+                "strategy": opts.strategy,
+                "default": self.space.default_config(),
+                "max_memory_mb": opts.max_memory_mb,
+                "model_revision": self.model.revision,
+            },  # the commit of a hub model (None otherwise)
         )
         self._announce(record)
         structured = opts.strategy == Strategy.STRUCTURED
         first = warm_start(self.space) if structured else [self.space.default_config()]
         first += [c for c in opts.seed_configs if c not in first]
         first = self.similar.first(first, record)
-        pruner = (BestSoFarPruner(opts.prune_margin) if opts.prune and opts.objective != Objective.PARETO
-                  else optuna.pruners.NopPruner())  # Optuna prunes single-objective studies only
+        pruner = (
+            BestSoFarPruner(opts.prune_margin)
+            if opts.prune and opts.objective != Objective.PARETO
+            else optuna.pruners.NopPruner()
+        )  # Optuna prunes single-objective studies only
         study = optuna.create_study(
             storage=storage,
             study_name=name,
@@ -155,7 +197,7 @@ class Tuner:
         if len(queued) < len(first) and all(t.state == optuna.trial.TrialState.WAITING for t in queued):
             # The stock default first (every speedup is over it), then the warm start (the
             # rest of it, when a run was stopped while it queued them).
-            for config in first[len(queued):]:
+            for config in first[len(queued) :]:
                 study.enqueue_trial(self.space.params_for(config))
         if self.fleet is not None:
             self.fleet.release(record.id, "start")
@@ -170,8 +212,10 @@ class Tuner:
         counted = len(measured)
         deadline = time.monotonic() + budget_s if budget_s else None
         self.progress.start(workload, counted)
-        racing = Racing.resume(Replay(self.quiet, self.store, record.id, workload, reference, self.judge, opts.measure,
-                                      RACE), opts.race_every)
+        racing = Racing.resume(
+            Replay(self.quiet, self.store, record.id, workload, reference, self.judge, opts.measure, RACE),
+            opts.race_every,
+        )
         consecutive_duplicates = 0
         rng = random.Random(opts.seed)
         stop_reason = "trial budget reached"
@@ -210,11 +254,19 @@ class Tuner:
                         self.policy.enqueue_unexplored(study, measured, len(first), rng)
                     continue
                 consecutive_duplicates = 0
-                threshold = (racing.threshold(measured, pruner.threshold(study), opts.prune_margin)
-                             if isinstance(pruner, BestSoFarPruner) else None)
+                threshold = (
+                    racing.threshold(measured, pruner.threshold(study), opts.prune_margin)
+                    if isinstance(pruner, BestSoFarPruner)
+                    else None
+                )
                 started = now()
-                result, plan = self.quiet.run(workload, config, reference, f"trial {trial.number}",
-                                              replace(opts.measure, prune_above_ms=threshold))
+                result, plan = self.quiet.run(
+                    workload,
+                    config,
+                    reference,
+                    f"trial {trial.number}",
+                    replace(opts.measure, prune_above_ms=threshold),
+                )
                 full = self._disk_full(result)
                 if full is not None:  # not the configuration's fault: it runs first once there is space
                     self.recorder.record_interrupted(study, trial, record.id, config, started, full)
@@ -223,27 +275,43 @@ class Tuner:
                 measured[config_key(config)] = row
                 counted += 1
                 if self.progress.active:
-                    self.progress.advance(row, objectives.best(self.store.trials(record.id), opts.objective),
-                                          deadline)
+                    self.progress.advance(row, objectives.best(self.store.trials(record.id), opts.objective), deadline)
                 if racing.due(counted) and (deadline is None or time.monotonic() < deadline):
                     racing.step(measured)  # the leaders again, in fresh processes (not counted as trials)
         finally:
             self.progress.close()
         replay = Replay(self.quiet, self.store, record.id, workload, reference, self.judge, opts.measure, "finalist")
+
         def decide() -> StudyOutcome:
-            return finish(self.store, opts, Where(self.machine_id, self.model_pk), record.id, workload, stop_reason,
-                          self.space.default_config(), replay, self.progress)
+            return finish(
+                self.store,
+                opts,
+                Where(self.machine_id, self.model_pk),
+                record.id,
+                workload,
+                stop_reason,
+                self.space.default_config(),
+                replay,
+                self.progress,
+            )
 
         return decide() if self.fleet is None else self.fleet.finish(study, record.id, decide)  # once, shared
 
     def study_name(self, workload: S.Workload) -> str:
         """The Optuna study (and store study) name of ``workload`` in this tuning run."""
-        return ":".join([
-            "tuner", self.machine.fingerprint, self.model.content_hash[:16],
-            f"seq{workload.seq_len}", f"batch{workload.batch}", self.options.objective,
-            self.space.content_hash()[:12], hashlib.sha256("\n".join(self.eval_texts).encode()).hexdigest()[:8],
-            *self._verdict_key(),
-        ])
+        return ":".join(
+            [
+                "tuner",
+                self.machine.fingerprint,
+                self.model.content_hash[:16],
+                f"seq{workload.seq_len}",
+                f"batch{workload.batch}",
+                self.options.objective,
+                self.space.content_hash()[:12],
+                hashlib.sha256("\n".join(self.eval_texts).encode()).hexdigest()[:8],
+                *self._verdict_key(),
+            ]
+        )
 
     def _verdict_key(self) -> list[str]:
         """What else decides a trial's verdict, in the study's name: the accuracy guard
@@ -297,12 +365,17 @@ class Tuner:
         same workload (and what differs from the latest of them)."""
         seq = f"seq {record.seq_len}"
         if record.created != record.updated:  # get_or_create_study found it: this run resumes it
-            self._note(f"{seq}: resuming study {record.id} ({record.n_trials} trial{'s' if record.n_trials != 1 else ''} "
-                       "stored; --trials and "
-                       "--budget count them; `tuner auto --help` says which options start a new study)")
+            self._note(
+                f"{seq}: resuming study {record.id} ({record.n_trials} trial{'s' if record.n_trials != 1 else ''} "
+                "stored; --trials and "
+                "--budget count them; `tuner auto --help` says which options start a new study)"
+            )
             return
-        others = [s for s in self.store.studies(fingerprint=self.machine.fingerprint, model=self.model.content_hash)
-                  if s.id != record.id and s.seq_len == record.seq_len and s.batch == record.batch]
+        others = [
+            s
+            for s in self.store.studies(fingerprint=self.machine.fingerprint, model=self.model.content_hash)
+            if s.id != record.id and s.seq_len == record.seq_len and s.batch == record.batch
+        ]
         if not others:
             return
         latest = others[-1]
@@ -313,11 +386,14 @@ class Tuner:
             differs.append("the search space (--backends, --space or the space files)")
         for key, label in (("guard", "the accuracy guard"), ("max_memory_mb", "--max-memory")):
             if (latest.settings or {}).get(key) != (record.settings or {}).get(key):
-                differs.append(f"{label} {self._setting(record.settings.get(key))} "
-                               f"(was {self._setting((latest.settings or {}).get(key))})")
+                differs.append(
+                    f"{label} {self._setting(record.settings.get(key))} "
+                    f"(was {self._setting((latest.settings or {}).get(key))})"
+                )
         why = "; ".join(differs) or "the guard sentences or the model's files"
-        self._note(f"{seq}: a new study {record.id}, as {why} differ from study {latest.id}, which stays in "
-                   "`tuner history`")
+        self._note(
+            f"{seq}: a new study {record.id}, as {why} differ from study {latest.id}, which stays in `tuner history`"
+        )
 
     @staticmethod
     def _setting(value: Any) -> str:

@@ -46,8 +46,16 @@ def _inputs(spec: TrialSpec) -> tuple[dict[str, np.ndarray], list[dict[str, np.n
     from tuner.model import BENCH_TEXT
 
     transformers_version = version_or_absent(distribution_version("transformers"))
-    key = json.dumps([spec.model.content_hash, spec.workload.seq_len, spec.workload.batch, spec.eval_texts,
-                      BENCH_TEXT, transformers_version])
+    key = json.dumps(
+        [
+            spec.model.content_hash,
+            spec.workload.seq_len,
+            spec.workload.batch,
+            spec.eval_texts,
+            BENCH_TEXT,
+            transformers_version,
+        ]
+    )
     path = Path(spec.cache_dir) / "inputs" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
     if path.exists():
         with np.load(path) as stored:
@@ -163,8 +171,11 @@ def run_spec(spec: TrialSpec, barrier: "Barrier | None" = None) -> TrialResult:
         measured = measure(lambda: predictor.run(bound), spec.measure)
         samples, short_ms, stopped_early = measured.samples_ms, measured.short_ms, measured.stopped_early
         settled = measured.warmup.settled
-        timings.update(warmup_s=measured.warmup.seconds, warmup_calls=float(measured.warmup.calls),
-                       planned_calls=float(measured.planned_calls))
+        timings.update(
+            warmup_s=measured.warmup.seconds,
+            warmup_calls=float(measured.warmup.calls),
+            planned_calls=float(measured.planned_calls),
+        )
     noise = {"during": meter.stop()}
     timings["measure_s"] = time.perf_counter() - t
     # One-off costs a predictor paid on its first calls (torch.compile's compile_s).
@@ -175,8 +186,11 @@ def run_spec(spec: TrialSpec, barrier: "Barrier | None" = None) -> TrialResult:
     stats = summarize(samples)
     return TrialResult(
         status=PRUNED if stopped_early else OK,
-        reason=(f"short first measurement: median {stats['median']:.3f} ms > {spec.measure.prune_above_ms:.3f} ms"
-                if stopped_early else None),
+        reason=(
+            f"short first measurement: median {stats['median']:.3f} ms > {spec.measure.prune_above_ms:.3f} ms"
+            if stopped_early
+            else None
+        ),
         samples_ms=samples,
         stats=stats,
         accuracy=figures,
