@@ -75,12 +75,16 @@ def test_a_refused_command_creates_no_file(env):
         ["export", "--model", MODEL, "--out", str(data.parent / "out")],
         ["auto", "--model", "does/not/exist", "--trials", "1"],
         ["auto", *FAST, "--trial-timeout", "-1"],
+        ["verify", "--model", MODEL],
     ]
     for args in refused:
         one_line_error(run(*args, env=env, check=False))
         assert not data.exists(), f"`tuner {' '.join(args)}` created {data}"
     history = run("history", env=env)
     assert "no studies stored" in history.stdout and not data.exists()
+    for reader in (["status"], ["machines"]):  # only read: nothing to create
+        run(*reader, env=env)
+        assert not data.exists(), f"`tuner {reader[0]}` created {data}"
 
 
 def test_a_run_refused_because_the_machine_is_taken_creates_no_file(env):

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.store._engine import describe
 
     here = detect()
-    store = Store.open(args.db)
+    store = Store.open(args.db, read_only=True)  # it only reads: creates nothing
     try:
         rows = describe_machines(store.machines(), store.machine_counts(), here)
         where = describe(store.url)

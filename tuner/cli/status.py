@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from tuner.store import Store
 
     machine = detect()
-    store = Store.open(args.db)
+    store = Store.open(args.db, read_only=True)  # it only reads: works on a read-only image, creates nothing
     try:
         statuses = [s for s in assess(store, machine) if args.model is None or s.model == args.model]
     finally:
