@@ -15,7 +15,7 @@ from tuner.search._judge import NOT_COUNTED, Judge
 from tuner.search._progress import Progress
 from tuner.search.clusters import MIN_PROCESSES, find_clusters
 from tuner.search.quiet import QuietRunner
-from tuner.search.racing import RACE, raced
+from tuner.search.racing import RACE, raced, stored_result
 from tuner.search.separation import remeasure_until_separated
 from tuner.store import Store, TrialRecord
 from tuner.trial import spec as S
@@ -97,7 +97,7 @@ class Replay:
             candidate = by_key.get(config_key(stored.config))
             if candidate is None or (since is not None and stored.created < since):
                 continue
-            candidate.runs.append(F.stored_result(stored))
+            candidate.runs.append(stored_result(stored))
 
 
 def finalists(

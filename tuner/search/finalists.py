@@ -157,22 +157,6 @@ def _family(config: dict[str, Any]) -> tuple[Any, Any]:
     return config.get("backend"), config.get("precision")
 
 
-def stored_result(stored: Any) -> S.TrialResult:
-    """A stored re-measurement (a ReplayRecord) as the result it was."""
-    from tuner.trial.measure import summarize
-
-    stats = summarize(stored.samples_ms) if stored.samples_ms else {}
-    if stored.throughput is not None:
-        stats["throughput"] = stored.throughput
-    return S.TrialResult(
-        status=stored.status,
-        reason=stored.reason,
-        samples_ms=list(stored.samples_ms),
-        stats=stats,
-        flags=list(stored.flags or []),
-    )
-
-
 def remeasure(candidates: list[Candidate], rounds: int, run: Callable[[Candidate, int], S.TrialResult]) -> None:
     """Run every candidate once per round, in fresh processes, rotating the order.
     A candidate that already has a run for a round (stored by an earlier, interrupted

@@ -58,7 +58,7 @@ class Racing:
         racing = cls(replace(replay, label=race_label), every)
         for stored in replay.store.replays(replay.study_id, kind=RACE):
             if stored.trial_id is not None:
-                racing.runs.setdefault(stored.trial_id, []).append(F.stored_result(stored))
+                racing.runs.setdefault(stored.trial_id, []).append(stored_result(stored))
         return racing
 
     @property
@@ -132,7 +132,7 @@ def raced(
         if stored.kind != RACE or stored.trial_id is None:
             continue
         count += 1
-        result = F.stored_result(stored)
+        result = stored_result(stored)
         if _ok(result):
             values.setdefault(stored.trial_id, []).append(objectives.value_of(objective, result.stats, batch))
     ranked = [
@@ -143,6 +143,22 @@ def raced(
     ]
     configurations = len({s.trial_id for s in replays if s.kind == RACE and s.trial_id is not None})
     return ranked, {"processes": count, "configurations": configurations} if count else {}
+
+
+def stored_result(stored: ReplayRecord) -> S.TrialResult:
+    """A stored re-measurement (a ReplayRecord) as the result it was."""
+    from tuner.trial.measure import summarize
+
+    stats = summarize(stored.samples_ms) if stored.samples_ms else {}
+    if stored.throughput is not None:
+        stats["throughput"] = stored.throughput
+    return S.TrialResult(
+        status=stored.status,
+        reason=stored.reason,
+        samples_ms=list(stored.samples_ms),
+        stats=stats,
+        flags=list(stored.flags or []),
+    )
 
 
 def _first(row: TrialRecord) -> S.TrialResult:
