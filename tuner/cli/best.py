@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from tuner.cli.common import add_db_argument, add_winner_arguments
 from tuner.vocabulary import SINGLE_OBJECTIVES
@@ -30,20 +31,33 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tuner.store import Store
+
+    # One connection for the winner and its staleness (a fleet's server: one login, not two).
+    store = Store.open(args.db, read_only=True)
+    try:
+        return _run(args, store)
+    finally:
+        store.close()
+
+
+def _run(args: argparse.Namespace, store: Any) -> int:
     from tuner.deploy.lookup import best_config, best_configs
 
     if args.format == "json":
-        found = best_configs(args.model, args.seq_len, args.batch, args.objective, args.db, args.from_similar)
+        found = best_configs(
+            args.model, args.seq_len, args.batch, args.objective, args.db, args.from_similar, store=store
+        )
         if not found:  # same message as the single lookup
-            best_config(args.model, args.seq_len, args.batch, args.objective, args.db)
+            best_config(args.model, args.seq_len, args.batch, args.objective, args.db, store=store)
         warn_not_measured_here(found)
-        warn_if_stale(args, [b for b in found if b.measured_here])
+        warn_if_stale(args, [b for b in found if b.measured_here], store)
         print(json.dumps([b.to_dict() for b in found], indent=2, sort_keys=True))
         return 0
-    best = best_config(args.model, args.seq_len, args.batch, args.objective, args.db, args.from_similar)
+    best = best_config(args.model, args.seq_len, args.batch, args.objective, args.db, args.from_similar, store=store)
     warn_not_measured_here([best])
     if best.measured_here:
-        warn_if_stale(args, [best])
+        warn_if_stale(args, [best], store)
     # On stderr: what `eval` or `$(...)` reads stays exactly the lines or the prefix.
     where = "" if best.measured_here else f" on {best.measured_on['hostname']}" if best.measured_on else ""
     print(f"# seq {best.seq_len}: speedup {best.describe_speedup()} over the stock default{where}", file=sys.stderr)
@@ -67,21 +81,16 @@ def warn_not_measured_here(found: list) -> None:
         )
 
 
-def warn_if_stale(args: argparse.Namespace, found: list) -> None:
+def warn_if_stale(args: argparse.Namespace, found: list, store: Any) -> None:
     """On stderr: a winner returned that is stale or drifted here, and why (docs/nightly.md)."""
     if not found:
         return
     from tuner.hardware import detect
     from tuner.nightly import judge_winners
-    from tuner.store import Store
 
-    store = Store.open(args.db, read_only=True)
-    try:
-        statuses = judge_winners(
-            store, detect(), found[0].model_hash, [b.seq_len for b in found], args.batch, args.objective
-        )
-    finally:
-        store.close()
+    statuses = judge_winners(
+        store, detect(), found[0].model_hash, [b.seq_len for b in found], args.batch, args.objective
+    )
     for status in statuses:
         if status.state in ("stale", "drifted"):
             print(

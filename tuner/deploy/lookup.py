@@ -136,10 +136,12 @@ def best_configs(
     objective: str = "p50",
     db_url: str | None = None,
     from_similar: bool = False,
+    store: Any | None = None,
 ) -> list[BestConfig]:
     """Every stored winner for ``model`` on this machine (one per workload); where it
     has none and ``from_similar``, those of the most similar machine that has one,
-    marked as not measured here (``measured_on``)."""
+    marked as not measured here (``measured_on``). ``store``: an open one to read
+    (`tuner best` reads once for the winner and its staleness); else ``db_url`` is opened."""
     from tuner.envs import worker_python
     from tuner.hardware import detect
     from tuner.hardware.libraries import MissingLibraryError
@@ -153,21 +155,22 @@ def best_configs(
         key, model_path = ref.content_hash, ref.path
     except ModelNotFoundError:  # stored winners are still found by the name as typed
         key, model_path = model, None
-    store = Store.open(db_url, read_only=True)
+    opened = store if store is not None else Store.open(db_url, read_only=True)
     measured_on: dict[str, Any] | None = None
     try:
-        rows = store.best(machine.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
+        rows = opened.best(machine.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
         if not rows and from_similar:
-            peer = closest_winner(store, machine, key, seq_len, batch, objective)
+            peer = closest_winner(opened, machine, key, seq_len, batch, objective)
             if peer is not None:
-                rows = store.best(peer.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
+                rows = opened.best(peer.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
                 measured_on = {
                     "hostname": peer.hostname,
                     "fingerprint": peer.fingerprint,
                     "similarity": peer.similarity.describe(),
                 }
     finally:
-        store.close()
+        if opened is not store:
+            opened.close()
     found = []
     for row in rows:
         config: dict[str, Any] = dict(row.config)
@@ -231,11 +234,12 @@ def best_config(
     objective: str = "p50",
     db_url: str | None = None,
     from_similar: bool = False,
+    store: Any | None = None,
 ) -> BestConfig:
     """The one stored winner; raises UserError when there is none or the choice is ambiguous."""
-    found = best_configs(model, seq_len, batch, objective, db_url, from_similar)
+    found = best_configs(model, seq_len, batch, objective, db_url, from_similar, store)
     if not found:
-        raise UserError(no_winner_message(model, seq_len, batch, objective, db_url))
+        raise UserError(no_winner_message(model, seq_len, batch, objective, db_url, store))
     if len(found) > 1:
         lengths = ", ".join(str(b.seq_len) for b in found)
         raise UserError(f"{model} was tuned at several sequence lengths ({lengths}); pass --seq-len")
@@ -273,18 +277,21 @@ def closest_winner(
     return ranked[0] if ranked else None
 
 
-def no_winner_message(model: str, seq_len: int | None, batch: int, objective: str, db_url: str | None) -> str:
+def no_winner_message(
+    model: str, seq_len: int | None, batch: int, objective: str, db_url: str | None, store: Any | None = None
+) -> str:
     """This machine has no winner: what to run, and the most similar machine that has one."""
     from tuner.hardware import detect
     from tuner.store import Store
 
     where = f" at seq {seq_len}" if seq_len else ""
     retune = f"run `tuner auto --model {model}`{' --objective ' + objective if objective != 'p50' else ''} first"
-    store = Store.open(db_url, read_only=True)
+    opened = store if store is not None else Store.open(db_url, read_only=True)
     try:
-        peer = closest_winner(store, detect(), model_key(model), seq_len, batch, objective)
+        peer = closest_winner(opened, detect(), model_key(model), seq_len, batch, objective)
     finally:
-        store.close()
+        if opened is not store:
+            opened.close()
     text = f"no tuned configuration for {model}{where} (batch {batch}, {objective}) on this machine; {retune}"
     if peer is not None:
         text += (
