@@ -15,21 +15,16 @@ the command that upgrades it.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from tuner.errors import StoreError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
     from sqlalchemy.orm import Session, sessionmaker
-
-# How long a read waits for SQLite's lock (a writer checkpointing the WAL).
-BUSY_TIMEOUT_S = 10.0
 
 
 class ReadOnlyStore:
@@ -134,16 +129,15 @@ def _engine_kwargs(url: "URL") -> dict[str, Any]:
     from sqlalchemy.pool import QueuePool
 
     if url.get_backend_name() == "sqlite":
-        path = Path(url.database or "")
-        # A URI filename: mode=ro makes SQLite itself refuse writes (and not create the file).
-        uri = f"file:{quote(str(path))}?mode=ro"
+        from tuner.store._engine import read_only_connector
 
-        def connect() -> sqlite3.Connection:
-            return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-
+        # The store's read-only connection (shared with `tuner best` and the readers): a
+        # URI filename with mode=ro makes SQLite itself refuse writes (and not create the
+        # file); where the folder cannot be written (a read-only image) it is immutable=1.
         # "sqlite://" would get a single-connection pool (in-memory); a file shares a pool
         # across the server's worker threads.
-        return {"creator": connect, "poolclass": QueuePool, "pool_size": 4, "max_overflow": 4}
+        return {"creator": read_only_connector(Path(url.database or "")), "poolclass": QueuePool, "pool_size": 4,
+                "max_overflow": 4}
     return {
         "pool_pre_ping": True,
         # libpq's options: every transaction of every connection is READ ONLY.
