@@ -136,8 +136,12 @@ def _engine_kwargs(url: "URL") -> dict[str, Any]:
         # file); where the folder cannot be written (a read-only image) it is immutable=1.
         # "sqlite://" would get a single-connection pool (in-memory); a file shares a pool
         # across the server's worker threads.
-        return {"creator": read_only_connector(Path(url.database or "")), "poolclass": QueuePool, "pool_size": 4,
-                "max_overflow": 4}
+        return {
+            "creator": read_only_connector(Path(url.database or "")),
+            "poolclass": QueuePool,
+            "pool_size": 4,
+            "max_overflow": 4,
+        }
     return {
         "pool_pre_ping": True,
         # libpq's options: every transaction of every connection is READ ONLY.
