@@ -105,6 +105,7 @@ class Store(NightlyRuns, FleetQueries, Claims):
 
     @classmethod
     def _open_read_only(cls, parsed: "URL", url: str | None) -> "Store":
+        from sqlalchemy import inspect as sqlalchemy_inspect
         from sqlalchemy.exc import SQLAlchemyError
 
         from tuner.store import _engine, _migrate
@@ -120,6 +121,9 @@ class Store(NightlyRuns, FleetQueries, Claims):
         try:
             with engine.connect() as connection:
                 revisions = _migrate.current_revisions(connection)
+                # A database with no tables at all (a new server database) holds
+                # nothing yet, as a missing SQLite file does; any other is refused below.
+                blank = not revisions and not sqlalchemy_inspect(connection).get_table_names()
         except SQLAlchemyError as exc:
             engine.dispose()
             if _engine.is_environment_error(exc):
@@ -128,6 +132,11 @@ class Store(NightlyRuns, FleetQueries, Claims):
         except BaseException:
             engine.dispose()
             raise
+        if blank:
+            engine.dispose()
+            empty = cls.open(":memory:")
+            empty.read_only = True
+            return empty
         if revisions != (SCHEMA_HEAD,):
             engine.dispose()
             if not revisions:
