@@ -109,11 +109,12 @@ def test_short_first_measurement_stops_a_clearly_slower_call():
     call, count = _sleeper(lambda n: 0.002)
     settings = MeasureSettings(warmup_calls=3, warmup_seconds=0.0, min_calls=10, min_seconds=1.0,
                                settle_tolerance=0.5, short_calls=5, short_seconds=0.0, prune_above_ms=1.0)
-    started = time.perf_counter()
     measured = M.measure(call, settings)
     assert measured.stopped_early
     assert len(measured.samples_ms) == 5 and measured.short_ms == measured.samples_ms
-    assert time.perf_counter() - started < 0.9  # it did not go on for min_seconds
+    # It did not go on for min_seconds: no call after the five short ones (counted, not
+    # timed: the warm-up's length varies with the machine's load).
+    assert count[0] == measured.warmup.calls + 5
 
 
 def test_short_first_measurement_lets_a_fast_call_finish():
