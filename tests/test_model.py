@@ -220,3 +220,103 @@ def test_importing_the_module_imports_no_framework() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout.strip()
     assert out == "[]"
+
+
+# --- heads, poolings and families ----------------------------------------------------------
+
+
+def _pooling_files(folder: Path, **flags: bool) -> None:
+    """sentence-transformers' modules.json and 1_Pooling/config.json, as it saves them."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    config = {"word_embedding_dimension": 32, **{f"pooling_mode_{k}": v for k, v in flags.items()}}
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(config))
+
+
+def _with_config(source: Path, folder: Path, **changes: object) -> Path:
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **changes}))
+    return folder
+
+
+def test_sentence_transformers_pooling_is_read_and_enters_the_hash(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    plain = M.resolve_model(str(tiny_bert_dir))
+    assert plain.pooling == "mean"  # no pooling config: mean, as before
+
+    folder = tmp_path / "st"
+    shutil.copytree(tiny_bert_dir, folder)
+    _pooling_files(folder, cls_token=False, mean_tokens=True, max_tokens=False)
+    mean = M.resolve_model(str(folder))
+    # Mean pooling compares what a folder without the files compares: the same hash
+    # (MiniLM, which ships these files, kept its hash).
+    assert mean.pooling == "mean" and mean.content_hash == plain.content_hash
+
+    _pooling_files(folder, cls_token=True, mean_tokens=False)
+    cls = M.resolve_model(str(folder))
+    assert cls.pooling == "cls" and cls.content_hash != plain.content_hash
+    assert M.content_hash(folder) == cls.content_hash
+
+    _pooling_files(folder, cls_token=True, mean_tokens=True)  # concatenated, in sentence-transformers' order
+    both = M.resolve_model(str(folder))
+    assert both.pooling == "cls+mean" and both.content_hash not in (plain.content_hash, cls.content_hash)
+
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "weightedmean"}))
+    assert M.resolve_model(str(folder)).pooling == "weightedmean"
+
+    _pooling_files(folder, mean_tokens=False)
+    with pytest.raises(UnsupportedModelError, match="names no pooling mode"):
+        M.resolve_model(str(folder))
+
+
+def test_minilm_is_mean_pooled_by_its_own_config(minilm_dir: Path) -> None:
+    assert (minilm_dir / "1_Pooling" / "config.json").is_file()
+    assert M.pooling_of(minilm_dir) == "mean"
+
+
+def test_the_task_follows_the_architecture(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    tagger = _with_config(tiny_bert_dir, tmp_path / "ner", architectures=["BertForTokenClassification"])
+    ref = M.resolve_model(str(tagger))
+    assert ref.task == "token_classification"
+    _pooling_files(tagger, cls_token=True)  # a classifier's hash ignores a pooling config
+    assert M.resolve_model(str(tagger)).content_hash == ref.content_hash
+    masked_lm = _with_config(tiny_bert_dir, tmp_path / "mlm", architectures=["BertForMaskedLM"])
+    assert M.resolve_model(str(masked_lm)).task == "embedding"  # its encoder's states
+
+
+def test_offset_positions_leave_512_of_514(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """RoBERTa, XLM-R and MPNet count positions from the padding index + 1."""
+    folder = _with_config(tiny_bert_dir, tmp_path / "roberta-like", model_type="roberta",
+                          max_position_embeddings=514, pad_token_id=1)
+    ref = M.resolve_model(str(folder))
+    assert M._max_positions(ref) == 512
+    with pytest.raises(UserError, match="max_position_embeddings 514, of which 512 are usable.*--seq-len 512"):
+        M.make_inputs(ref, 513)
+    mpnet = _with_config(tiny_bert_dir, tmp_path / "mpnet-like", model_type="mpnet", max_position_embeddings=514)
+    assert M._max_positions(M.resolve_model(str(mpnet))) == 512
+    assert M._max_positions(M.resolve_model(str(tiny_bert_dir))) == 512  # BERT: all of them
+
+
+def test_families_without_token_types_are_not_fed_them(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """A DistilBERT saved with a BERT tokenizer config: its tokenizer emits token_type_ids,
+    its forward takes none."""
+    folder = _with_config(tiny_bert_dir, tmp_path / "distil", model_type="distilbert")
+    ref = M.resolve_model(str(folder))
+    assert "token_type_ids" in M.load_tokenizer(ref).model_input_names
+    assert M.input_names(ref) == ["input_ids", "attention_mask"]
+    assert set(M.make_inputs(ref, 16)) == {"input_ids", "attention_mask"}
+    assert M.input_names(M.resolve_model(str(tiny_bert_dir))) == ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def test_parameter_count_is_read_from_the_weights_header(tiny_bert_dir: Path, minilm_dir: Path) -> None:
+    import torch
+
+    ref = M.resolve_model(str(tiny_bert_dir))
+    model = M.load_torch_model(ref)
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    stored = sum(t.numel() for name, t in tensors.items() if "position_ids" not in name)
+    assert abs(M.parameter_count(ref) - stored) <= 512  # buffers saved or not, by version
+    assert isinstance(model, torch.nn.Module)
+    assert 22_000_000 < M.parameter_count(M.resolve_model(str(minilm_dir))) < 23_000_000

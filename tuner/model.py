@@ -18,17 +18,18 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from tuner import hub, paths
 from tuner.errors import ModelNotFoundError, UnsupportedModelError, UserError
+from tuner.vocabulary import Task
 
 if TYPE_CHECKING:
+    import numpy as np
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
@@ -37,9 +38,13 @@ __all__ = [
     "ModelRef",
     "SUPPORTED_MODEL_TYPES",
     "eval_inputs",
+    "input_names",
     "load_tokenizer",
     "load_torch_model",
     "make_inputs",
+    "output_name",
+    "parameter_count",
+    "pooling_of",
     "resolve_model",
 ]
 
@@ -51,8 +56,12 @@ class ModelRef:
     model_id: str  # what the user typed
     path: str  # local folder with config.json and weights
     content_hash: str  # sha256 over config, weights and tokenizer files
-    task: str  # "embedding" (encoder, mean-pooled) or "classification"
+    task: str  # "embedding", "classification" or "token_classification" (tuner.vocabulary.Task)
     revision: str | None = None  # the commit, for a model from the Hugging Face cache or hub
+    # How an embedding model's token states become one vector (sentence-transformers'
+    # pooling config, modes joined by "+": "mean", "cls", "cls+mean", ...); "mean" where
+    # the folder has none. The accuracy guard compares what this gives.
+    pooling: str = "mean"
 
 
 # Varied on purpose (length, questions, numbers, negation, topics): int8 error shows
@@ -104,10 +113,43 @@ BENCH_TEXT: str = (
 # hidden state or logits out. Anything else is refused before a download or a trial.
 SUPPORTED_MODEL_TYPES = ("albert", "bert", "distilbert", "electra", "mpnet", "roberta", "xlm-roberta")
 
+# Families whose position ids start after the padding index (create_position_ids_from_
+# input_ids): max_position_embeddings counts pad_token_id + 1 slots no token can use,
+# so RoBERTa's and XLM-R's 514 leave 512 (MPNet hard-codes padding index 1).
+_OFFSET_POSITIONS = {"roberta": None, "xlm-roberta": None, "mpnet": 1}
+# Families whose forward takes no token_type_ids, whatever their tokenizer emits (a
+# DistilBERT fine-tune saved with a BertTokenizer config emits them).
+_NO_TOKEN_TYPES = ("distilbert", "mpnet")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+# sentence-transformers' pooling modes: 1_Pooling/config.json's pooling_mode_<key>
+# flags, in the order its Pooling module concatenates them -> tuner's short names
+# (ModelRef.pooling, tuner.trial.accuracy.pool).
+POOLING_MODES = {
+    "cls_token": "cls",
+    "max_tokens": "max",
+    "mean_tokens": "mean",
+    "mean_sqrt_len_tokens": "mean_sqrt_len",
+    "weightedmean_tokens": "weightedmean",
+    "lasttoken": "lasttoken",
+}
+# Pooling(pooling_mode=...)'s values -> the same short names.
+_POOLING_ARGUMENT = {
+    "cls": "cls",
+    "max": "max",
+    "mean": "mean",
+    "mean_sqrt_len_tokens": "mean_sqrt_len",
+    "weightedmean": "weightedmean",
+    "lasttoken": "lasttoken",
+}
+_POOLING_MODULE = "sentence_transformers.models.Pooling"
+
 # The files that decide a model's outputs: config, weights (the ones transformers
 # loads: safetensors over .bin), tokenizer. Anything else in the folder (README,
-# sentence-transformers pooling configs, training_args.bin) does not change the hash,
-# so a folder and the same model from the hub, which fetches only these, hash alike.
+# training_args.bin) does not change the hash, so a folder and the same model from
+# the hub, which fetches only these, hash alike. A sentence-transformers pooling other
+# than mean does change what the guard compares: it enters the hash as the pooling
+# it reads (``_combine``), so a mean-pooled model hashes as if it had no pooling file.
 _HASH_CACHE_NAME = "model-hashes.json"
 _HASH_CHUNK = 1 << 20
 
@@ -139,8 +181,15 @@ def resolve_model(
     digests = _file_digests(_hashed_files(folder))
     if revision is not None:
         hub.verify_blobs(hub.Snapshot(folder, revision), digests)
+    task = _task_of(folder)
+    pooling = pooling_of(folder) if task == Task.EMBEDDING else "mean"
     return ModelRef(
-        model_id=name, path=str(folder), content_hash=_combine(digests), task=_task_of(folder), revision=revision
+        model_id=name,
+        path=str(folder),
+        content_hash=_combine(digests, pooling),
+        task=task,
+        revision=revision,
+        pooling=pooling,
     )
 
 
@@ -270,11 +319,54 @@ def _check_runnable(folder: Path, name: str) -> None:
 
 
 def _task_of(folder: Path) -> str:
+    """What the model outputs, from config.json's architectures: a sequence classifier's
+    logits, a token classifier's logits per token, else (a bare encoder, or a head
+    tuner does not serve: masked LM, ELECTRA's discriminator, ...) the encoder's states."""
     config = _read_config(folder)
-    architectures = config.get("architectures") or []
-    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
-        return "classification"
-    return "embedding"
+    architectures = [str(a) for a in config.get("architectures") or []]
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return Task.CLASSIFICATION.value
+    if any(a.endswith("ForTokenClassification") for a in architectures):
+        return Task.TOKEN_CLASSIFICATION.value
+    return Task.EMBEDDING.value
+
+
+def pooling_of(folder: Path) -> str:
+    """The pooling sentence-transformers applies to this folder's encoder ("mean",
+    "cls", modes joined by "+"), read from modules.json and its Pooling module's
+    config.json; "mean" where the folder has none. A Normalize module changes no
+    cosine; a Dense one after the pooling is not run by tuner (docs/models.md)."""
+    config_file = _pooling_config(folder)
+    if config_file is None:
+        return "mean"
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnsupportedModelError(f"cannot read the pooling config {config_file}: {exc}") from exc
+    named = config.get("pooling_mode")  # Pooling(pooling_mode=...)'s spelling, in hand-written configs
+    if isinstance(named, str) and named in _POOLING_ARGUMENT:
+        return _POOLING_ARGUMENT[named]
+    modes = [short for key, short in POOLING_MODES.items() if config.get(f"pooling_mode_{key}") is True]
+    if not modes:
+        raise UnsupportedModelError(
+            f"the pooling config {config_file} names no pooling mode tuner knows "
+            f"(pooling_mode_{', pooling_mode_'.join(POOLING_MODES)})"
+        )
+    return "+".join(modes)
+
+
+def _pooling_config(folder: Path) -> Path | None:
+    """The Pooling module's config.json that modules.json names (None: no modules.json
+    or no Pooling module in it)."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    for module in modules if isinstance(modules, list) else []:
+        if isinstance(module, dict) and module.get("type") == _POOLING_MODULE:
+            candidate = folder / str(module.get("path", "")) / "config.json"
+            return candidate if candidate.is_file() else None
+    return None
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -295,18 +387,22 @@ def _hashed_files(folder: Path) -> list[Path]:
 
 
 def content_hash(folder: Path) -> str:
-    """sha256 over config, weights and tokenizer files (names and contents).
+    """sha256 over config, weights and tokenizer files (names and contents), and the
+    sentence-transformers pooling of an embedding model when it is not mean.
 
     Each file's digest is cached by (path, size, mtime) in the cache folder, so a
     90 MB model is read once, not on every ``tuner`` command.
     """
-    return _combine(_file_digests(_hashed_files(folder)))
+    pooling = pooling_of(folder) if _task_of(folder) == Task.EMBEDDING else "mean"
+    return _combine(_file_digests(_hashed_files(folder)), pooling)
 
 
-def _combine(digests: dict[str, str]) -> str:
+def _combine(digests: dict[str, str], pooling: str = "mean") -> str:
     overall = hashlib.sha256()
     for name, digest in digests.items():
         overall.update(f"{name}\0{digest}\n".encode())
+    if pooling != "mean":  # mean is what the guard assumed before poolings were read: those hashes stay
+        overall.update(f"pooling\0{pooling}\n".encode())
     return overall.hexdigest()
 
 
@@ -356,6 +452,38 @@ def _save_hash_cache(cache_file: Path, cache: dict[str, str]) -> None:
         pass  # a read-only cache only costs re-hashing next time
 
 
+# --- size --------------------------------------------------------------------------
+
+
+def parameter_count(ref: ModelRef) -> int:
+    """How many parameters the model's weight files hold: read from the safetensors
+    headers (no weights loaded), else estimated from the .bin files' size as fp32."""
+    folder = Path(ref.path)
+    total = 0
+    for name in hub.weight_files(child.name for child in folder.iterdir()):
+        if name.endswith(".json"):
+            continue  # a shard index
+        file = folder / name
+        if name.endswith(".safetensors"):
+            total += _safetensors_parameters(file)
+        else:
+            total += file.stat().st_size // 4
+    return total
+
+
+def _safetensors_parameters(file: Path) -> int:
+    """The element count of every tensor in a safetensors file, from its JSON header
+    (8 bytes of little-endian length, then the header)."""
+    with open(file, "rb") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(length))
+    count = 0
+    for name, tensor in header.items():
+        if name != "__metadata__":
+            count += math.prod(int(n) for n in tensor.get("shape") or [1])
+    return count
+
+
 # --- tokenizing --------------------------------------------------------------------
 
 
@@ -368,8 +496,28 @@ def load_tokenizer(ref: ModelRef) -> "PreTrainedTokenizerBase":
 
 
 def _max_positions(ref: ModelRef) -> int | None:
-    value = _read_config(Path(ref.path)).get("max_position_embeddings")
-    return int(value) if isinstance(value, int) else None
+    """The longest sequence the model's position embeddings cover (see _OFFSET_POSITIONS)."""
+    config = _read_config(Path(ref.path))
+    value = config.get("max_position_embeddings")
+    if not isinstance(value, int):
+        return None
+    model_type = config.get("model_type")
+    if model_type in _OFFSET_POSITIONS:
+        padding_index = _OFFSET_POSITIONS[model_type]
+        if padding_index is None:
+            pad = config.get("pad_token_id")
+            padding_index = pad if isinstance(pad, int) else 1
+        return value - padding_index - 1
+    return value
+
+
+def input_names(ref: ModelRef) -> list[str]:
+    """The inputs the model is fed, in MODEL_INPUTS order: what its tokenizer emits,
+    less token_type_ids for a family whose forward takes none."""
+    names = set(load_tokenizer(ref).model_input_names)
+    if _read_config(Path(ref.path)).get("model_type") in _NO_TOKEN_TYPES:
+        names.discard("token_type_ids")
+    return [n for n in MODEL_INPUTS if n in names]
 
 
 def _check_seq_len(ref: ModelRef, seq_len: int) -> None:
@@ -377,16 +525,23 @@ def _check_seq_len(ref: ModelRef, seq_len: int) -> None:
         raise UserError(f"sequence length {seq_len} must be at least 1")
     limit = _max_positions(ref)
     if limit is not None and seq_len > limit:
+        declared = _read_config(Path(ref.path)).get("max_position_embeddings")
+        offset = (
+            f", of which {limit} are usable: its position ids start after the padding index"
+            if declared != limit
+            else ""
+        )
         raise UserError(
-            f"sequence length {seq_len} exceeds {ref.model_id}'s max_position_embeddings ({limit}); "
-            f"use --seq-len {limit} or less"
+            f"sequence length {seq_len} exceeds what {ref.model_id} can embed (max_position_embeddings "
+            f"{declared}{offset}); use --seq-len {limit} or less"
         )
 
 
-def _tokenize(tokenizer: "PreTrainedTokenizerBase", texts: list[str], seq_len: int) -> dict[str, np.ndarray]:
-    encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np")
-    names = [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
-    return {n: np.ascontiguousarray(encoded[n], dtype=np.int64) for n in names}
+def _tokenize(ref: ModelRef, texts: list[str], seq_len: int) -> dict[str, np.ndarray]:
+    import numpy as np  # here, not at the top: `tuner best` imports this module and needs no numpy
+
+    encoded = load_tokenizer(ref)(texts, padding="max_length", truncation=True, max_length=seq_len, return_tensors="np")
+    return {n: np.ascontiguousarray(encoded[n], dtype=np.int64) for n in input_names(ref)}
 
 
 def make_inputs(ref: ModelRef, seq_len: int, batch: int = 1, text: str = BENCH_TEXT) -> dict[str, np.ndarray]:
@@ -399,14 +554,13 @@ def make_inputs(ref: ModelRef, seq_len: int, batch: int = 1, text: str = BENCH_T
         raise UserError(f"batch size {batch} must be at least 1")
     sentences = [s.strip() + "." for s in text.split(".") if s.strip()] or [text]
     rows = [" ".join(sentences[i % len(sentences) :] + sentences[: i % len(sentences)]) for i in range(batch)]
-    return _tokenize(load_tokenizer(ref), rows, seq_len)
+    return _tokenize(ref, rows, seq_len)
 
 
 def eval_inputs(ref: ModelRef, texts: list[str], seq_len: int) -> list[dict[str, np.ndarray]]:
     """One batch-1 input per text, each exactly ``seq_len`` long, so fixed-shape artifacts work."""
     _check_seq_len(ref, seq_len)
-    tokenizer = load_tokenizer(ref)
-    return [_tokenize(tokenizer, [text], seq_len) for text in texts]
+    return [_tokenize(ref, [text], seq_len) for text in texts]
 
 
 # --- the torch model ---------------------------------------------------------------
@@ -418,13 +572,24 @@ def load_torch_model(ref: ModelRef, attn_implementation: str | None = None) -> "
     ``attn_implementation`` is passed through ("eager" gives the attention pattern
     onnxruntime's fusions recognise; None keeps transformers' default, sdpa).
     """
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the "Loading weights" bar is noise in trial logs
-    cls = AutoModelForSequenceClassification if ref.task == "classification" else AutoModel
+    classes = {
+        Task.CLASSIFICATION: AutoModelForSequenceClassification,
+        Task.TOKEN_CLASSIFICATION: AutoModelForTokenClassification,
+    }
+    cls = classes.get(Task(ref.task), AutoModel)
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": "float32"}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     model = cls.from_pretrained(ref.path, **kwargs)
     return model.eval()
+
+
+def output_name(task: str) -> str:
+    """The transformers output a backend returns for ``task`` (Predictor.to_numpy's
+    array): a classifier's logits (per token for token classification), else the last
+    hidden state."""
+    return "last_hidden_state" if task == Task.EMBEDDING else "logits"

@@ -35,8 +35,9 @@ class Strategy(StrEnum):
 class Task(StrEnum):
     """What a model's outputs are, and so how its accuracy is judged."""
 
-    EMBEDDING = "embedding"
-    CLASSIFICATION = "classification"
+    EMBEDDING = "embedding"  # an encoder's states, pooled (mean, CLS, ...: ModelRef.pooling)
+    CLASSIFICATION = "classification"  # a sequence classifier's logits
+    TOKEN_CLASSIFICATION = "token_classification"  # logits per token (NER, POS tagging)
 
 
 class TrialStatus(StrEnum):

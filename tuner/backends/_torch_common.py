@@ -29,7 +29,8 @@ TRACE_SEQ_LEN = 16
 
 class OutputOnly(torch.nn.Module):
     """The transformers model as tensors in, one tensor out (TorchScript and inductor
-    both want that): the last hidden state of an encoder, the logits of a classifier."""
+    both want that): the last hidden state of an encoder, the logits of a classifier
+    (per token for a token classifier): the first output in each case."""
 
     def __init__(self, model: torch.nn.Module, task: str) -> None:
         super().__init__()
@@ -54,14 +55,14 @@ def load_output_only(ref: "ModelRef", attn_implementation: str | None = None) ->
 
 def trace_example(ref: "ModelRef") -> dict[str, torch.Tensor]:
     """The padded example a trace records (see TRACE_TEXT)."""
-    from tuner.model import load_tokenizer
+    from tuner.model import input_names, load_tokenizer
 
     tokenizer = load_tokenizer(ref)
-    encoded = tokenizer(
-        [TRACE_TEXT], padding="max_length", truncation=True, max_length=TRACE_SEQ_LEN, return_tensors="pt"
-    )
-    names = [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
-    example = {n: encoded[n].to(torch.int64) for n in names}
+    # Cut short where a small vocabulary spells the text in more tokens than fit with
+    # padding (a text that fits is the same example as before, and keys the same trace).
+    encoded = tokenizer([TRACE_TEXT], truncation=True, max_length=TRACE_SEQ_LEN - 4)
+    encoded = tokenizer.pad(encoded, padding="max_length", max_length=TRACE_SEQ_LEN, return_tensors="pt")
+    example = {n: encoded[n].to(torch.int64) for n in input_names(ref)}
     assert int(example["attention_mask"].min()) == 0, "the trace example must be padded"
     return example
 

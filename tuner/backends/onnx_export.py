@@ -41,14 +41,17 @@ _VERIFY_ATOL = 1e-3
 
 
 def input_names(model: "ModelRef") -> list[str]:
-    from tuner.model import load_tokenizer
+    """The graph's inputs: what the model takes of what its tokenizer emits (DistilBERT
+    and MPNet take no token_type_ids; tuner.model.input_names)."""
+    from tuner.model import input_names as model_inputs
 
-    names = load_tokenizer(model).model_input_names
-    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in names]
+    return model_inputs(model)
 
 
 def output_name(model: "ModelRef") -> str:
-    return "logits" if model.task == "classification" else "last_hidden_state"
+    from tuner.model import output_name as task_output
+
+    return task_output(model.task)
 
 
 def _wrapper(module: "torch.nn.Module", output: str) -> "torch.nn.Module":
@@ -106,7 +109,9 @@ def export_onnx(model: "ModelRef", out_dir: Path, opset: int = DEFAULT_OPSET) ->
     module = _wrapper(load_torch_model(model, attn_implementation="eager"), output)
     example = _example_inputs(model, seq_len=24)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "sequence"}
+    # A sequence classifier's logits are (batch, labels); token states and a token
+    # classifier's logits have the sequence axis too.
+    axes[output] = {0: "batch"} if model.task == "classification" else {0: "batch", 1: "sequence"}
     path = out_dir / MODEL_FILE
     with warnings.catch_warnings():
         # The TorchScript exporter's deprecation and tracer warnings: known, see above.

@@ -23,6 +23,7 @@ import numpy as np
 
 from tuner.backends import _config
 from tuner.errors import UnsupportedConfigError
+from tuner.model import output_name
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +55,7 @@ class TorchPredictor:
                     output = self.model(**bound)
             else:
                 output = self.model(**bound)
-        return output.logits if self.task == "classification" else output.last_hidden_state
+        return getattr(output, output_name(self.task))
 
     def to_numpy(self, output: "torch.Tensor") -> np.ndarray:
         return output.detach().float().numpy()

@@ -30,6 +30,20 @@ if TYPE_CHECKING:
     from tuner.space import Space
 
 
+# A trial's limit for a model of MiniLM-L6-H384's size (its parameter count), and for
+# anything smaller; a larger model's limit grows in proportion to its parameters
+# (docs/measurement.md: "How long a trial may take").
+DEFAULT_TRIAL_TIMEOUT_S = 600.0
+TRIAL_TIMEOUT_PARAMETERS = 22_713_728
+
+
+def trial_timeout_for(parameters: int) -> float:
+    """The default per-trial limit, in seconds, for a model of ``parameters``: what a
+    trial pays beyond its fixed start (conversion, calibration, the accuracy check and
+    the timed calls) grows about linearly with the parameters."""
+    return DEFAULT_TRIAL_TIMEOUT_S * max(1.0, parameters / TRIAL_TIMEOUT_PARAMETERS)
+
+
 @dataclass
 class TuneOptions:
     model: str
@@ -41,7 +55,7 @@ class TuneOptions:
     db_url: str | None = None
     eval_texts: list[str] | None = None
     guard: Guard = field(default_factory=Guard)
-    trial_timeout_s: float = 600.0
+    trial_timeout_s: float | None = None  # None: scaled to the model's size (trial_timeout_for)
     seed: int | None = None
     measure: S.MeasureSettings = field(default_factory=S.MeasureSettings)
     space: Space | None = None  # a Space to search instead of search_spaces/ (benchmarks restrict it)
@@ -82,7 +96,7 @@ class TuneOptions:
             ("batch", self.batch >= 1, "1 or more"),
             ("trials", self.trials is None or self.trials >= 1, "1 or more"),
             ("budget", self.budget_s is None or self.budget_s > 0, "above 0 seconds"),
-            ("trial timeout", self.trial_timeout_s > 0, "above 0 seconds"),
+            ("trial timeout", self.trial_timeout_s is None or self.trial_timeout_s > 0, "above 0 seconds"),
             ("finalists", self.finalists >= 0, "0 (off) or more"),
             ("prune margin", self.prune_margin > 0, "above 0"),
             ("noise retries", self.noise_retries >= 0, "0 or more"),

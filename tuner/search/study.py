@@ -33,7 +33,7 @@ from tuner.search._enqueue import EXPLORE_AFTER, SearchPolicy
 from tuner.search._fleet import Joined
 from tuner.search._journal import Journal, lost_server
 from tuner.search._judge import MEASURED, NOT_COUNTED, Judge, Verdict
-from tuner.search._options import TuneOptions
+from tuner.search._options import TuneOptions, trial_timeout_for
 from tuner.search._outcome import StudyOutcome, Where, finish
 from tuner.search._progress import Progress
 from tuner.search._reconcile import Recorder, now
@@ -76,7 +76,7 @@ class Tuner:
         """``runner`` replaces the process runner (benchmarks replay a measured grid);
         ``warn`` receives warnings about the machine (default: stderr)."""
         from tuner.hardware import detect
-        from tuner.model import DEFAULT_EVAL_TEXTS, resolve_model
+        from tuner.model import DEFAULT_EVAL_TEXTS, parameter_count, resolve_model
         from tuner.space.loader import load_space_with
         from tuner.store import Store
 
@@ -103,12 +103,14 @@ class Tuner:
             from tuner.trial.forkserver import ForkServers
             from tuner.trial.runner import TrialRunner
 
+            # The reference run and every trial get the same limit, scaled to the model unless one was given.
+            timeout = options.trial_timeout_s or trial_timeout_for(parameter_count(self.model))
             runner = TrialRunner(
                 self.model,
                 self.machine,
                 self.eval_texts,
                 options.measure,
-                options.trial_timeout_s,
+                timeout,
                 servers=ForkServers() if options.fork_servers else None,
             )
         self.runner = runner

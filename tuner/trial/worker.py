@@ -84,7 +84,7 @@ def _eval_outputs(spec: TrialSpec, predictor: "Predictor", evals: list[dict[str,
     rows = []
     for inputs in evals:
         output = predictor.to_numpy(predictor.run(predictor.bind(inputs)))
-        rows.append(accuracy.summarize_output(spec.model.task, output, inputs["attention_mask"]))
+        rows.append(accuracy.summarize_output(spec.model.task, output, inputs["attention_mask"], spec.model.pooling))
     return np.concatenate(rows, axis=0)
 
 
