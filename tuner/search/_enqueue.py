@@ -1,7 +1,6 @@
-"""Which proposals start a process, and what the structured search queues next
-(docs/search.md): dominated backends are skipped, the local search queues the next
-neighbour of the best configurations, and a converged sampler is given a random
-unmeasured configuration."""
+"""Which proposals start a process, and what a study queues (docs/search.md): its
+first configurations, dominated backends skipped, the local search's next neighbour of
+the best configurations, and a random unmeasured configuration for a converged sampler."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.search import objective as objectives
 from tuner.search._judge import MEASURED
-from tuner.search.strategy import Measured, next_local
+from tuner.search.strategy import Measured, next_local, warm_start
 from tuner.store import TrialRecord
 from tuner.trial import spec as S
 from tuner.vocabulary import (
@@ -50,6 +49,22 @@ class SearchPolicy:
     objective: str = DEFAULT_OBJECTIVE
     strategy: str = DEFAULT_STRATEGY
     skip_dominated: float = DEFAULT_SKIP_DOMINATED
+
+    def first(self, seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The study's first configurations: the stock default (every speedup is over
+        it; structured search: then the warm start), then ``seeds`` not among them."""
+        first = warm_start(self._space) if self.strategy == Strategy.STRUCTURED else [self._space.default_config()]
+        return first + [c for c in seeds if c not in first]
+
+    def enqueue_first(self, study: optuna.Study, first: list[dict[str, Any]]) -> None:
+        """Queue ``first`` in a new study; the rest of them, when a run was stopped while
+        it queued them (nothing once a trial was asked for)."""
+        from optuna.trial import TrialState
+
+        queued = study.get_trials(deepcopy=False)
+        if len(queued) < len(first) and all(t.state == TrialState.WAITING for t in queued):
+            for config in first[len(queued) :]:
+                study.enqueue_trial(self._space.params_for(config))
 
     def dominated(
         self, config: Mapping[str, Any], measured: Measurements, warm_start_size: int

@@ -1,11 +1,13 @@
-"""Several machines with the same fingerprint sharing one Optuna study (``Joined``:
-`tuner auto --join`, docs/fleet.md); a study run alone needs none of this.
+"""Who else runs a study: nobody (``Alone``), or several machines with the same
+fingerprint sharing one Optuna study (``Joined``: `tuner auto --join`, docs/fleet.md).
+The study (tuner.search.study) calls the same hooks either way; alone, each does what
+a single worker does.
 
 Optuna's RDB storage is the engine of a shared study, nothing home-made: ``ask``
 hands each trial to exactly one worker (a queued trial is taken with ``SELECT ... FOR
 UPDATE``), each worker beats the heartbeat of the trial it runs
 (``RDBStorage.record_heartbeat``: ``Study.optimize`` would start that thread, a study
-driven by ask and tell starts its own), and ``optuna.storages.fail_stale_trials`` fails
+driven by ask and tell starts its own: tuner.search._heartbeat), and ``optuna.storages.fail_stale_trials`` fails
 a trial whose worker stopped beating for ``grace_s``, calling back here: the trial is
 recorded ``interrupted`` and its configuration queued again, so a live worker runs it.
 A worker settles only what Optuna has failed; a trial another live worker runs is
@@ -23,12 +25,12 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tuner.search._heartbeat import Heartbeat, heartbeat_storage
 from tuner.search._judge import NOT_COUNTED
 from tuner.search._reconcile import Recorder, now
 from tuner.store import ClaimRecord, DuplicateTrialError, NewTrial, Store, TrialRecord
@@ -48,26 +50,45 @@ POLL_S = 2.0
 T = TypeVar("T")
 
 
-def heartbeat_storage(
-    url: str, heartbeat_s: int, grace_s: int, on_stale: Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
-) -> Any:
-    """Optuna's storage on the store's database (its schema already checked by the
-    store), with heartbeats; connections are tested before use, as the store's are."""
-    import optuna
+class Alone:
+    """A study this machine runs by itself: the hooks ``Joined`` fills for a shared one."""
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs={"pool_pre_ping": True},
-            skip_compatibility_check=True,
-            heartbeat_interval=heartbeat_s,
-            grace_period=grace_s,
-            heartbeat_stale_trial_callback=on_stale,
-        )
+    def __init__(self, store: Store, recorder: Recorder) -> None:
+        self.store = store
+        self.recorder = recorder
+        self._tables: Any = None  # Optuna's storage on the store's database, once its schema is checked
+
+    def storage(self) -> Any:
+        """Optuna's tables in the store's database (StoreError, one line, for a schema
+        it cannot use), checked once before anything is written."""
+        if self._tables is None:
+            self._tables = self.store.optuna_storage()
+        return self._tables
+
+    def reconcile(self, study: optuna.Study, study_id: int, space: Any = None) -> None:
+        """Settle what a run of this study that died left (tuner.search._reconcile)."""
+        self.recorder.reconcile(study, study_id, space)
+
+    def queue_first(self, study_id: int, queue: Callable[[], None]) -> None:
+        """Queue the study's first configurations (``queue``)."""
+        queue()
+
+    def sync(
+        self, study: optuna.Study, study_id: int, trials: int | None, mine: tuple[dict[str, TrialRecord], int]
+    ) -> tuple[dict[str, TrialRecord], int]:
+        """What the study has measured (config key -> its first trial) and how many
+        trials count: alone, ``mine``, what this worker counted."""
+        return mine
+
+    def running(self, trial: optuna.Trial) -> None:
+        """``trial`` is this worker's now (nobody else needs to know)."""
+
+    def finish(self, study: optuna.Study, study_id: int, decide: Callable[[], T]) -> T:
+        """The study's answer: ``decide`` re-measures the finalists."""
+        return decide()
 
 
-class Joined:
+class Joined(Alone):
     """One of several workers sharing the study (see the module docstring)."""
 
     def __init__(
@@ -78,63 +99,26 @@ class Joined:
         say: Callable[[str], None] | None = None,
         owner: str | None = None,
     ) -> None:
-        self.store = store
-        self.recorder = recorder
+        super().__init__(store, recorder)
         self.grace_s = int(grace_s)
-        self.heartbeat_s = max(1, min(10, self.grace_s // 4))
         self.say = say
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.study_id: int | None = None
-        self._storage: Any = None
-        self._beating: int | None = None  # the Optuna trial id this worker runs
-        self._claim: ClaimRecord | None = None  # the claim this worker holds while it works on it
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        # Optuna expects heartbeats from Study.optimize; this study beats its own.
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        # A few beats within the grace period, so one slow beat does not fail a live trial.
+        self.beats = Heartbeat(store, self.owner, max(1, min(10, self.grace_s // 4)))
 
-    # -- Optuna's storage and its heartbeats ------------------------------------------------
-
-    def storage(self, url: str) -> Any:
-        self._storage = heartbeat_storage(url, self.heartbeat_s, self.grace_s, self._on_stale)
-        return self._storage
+    def storage(self) -> Any:
+        """The same tables (their schema checked first), with heartbeats."""
+        super().storage()
+        self.beats.storage = heartbeat_storage(self.store.url, self.beats.interval_s, self.grace_s, self._on_stale)
+        return self.beats.storage
 
     def running(self, trial: optuna.Trial) -> None:
         """``trial`` is this worker's now: beat its heartbeat (once at once, then every
-        ``heartbeat_s``) until the next one."""
-        self._beating = trial._trial_id
-        self._beat()
-        self._start_beating()
-
-    def _beat(self) -> None:
-        """One heartbeat for what this worker holds. A server that went away is waited
-        for elsewhere (tuner.search._journal): a missed beat is only a missed beat."""
-        try:
-            if self._beating is not None and self._storage is not None:
-                self._storage.record_heartbeat(self._beating)
-            if self._claim is not None:
-                self.store.beat_claim(self._claim.id, self.owner)
-        except Exception:  # noqa: BLE001 - the next beat tries again
-            pass
-
-    def _start_beating(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-
-        def loop() -> None:
-            while not self._stop.wait(self.heartbeat_s):
-                self._beat()
-
-        self._thread = threading.Thread(target=loop, name="tuner-heartbeat", daemon=True)
-        self._thread.start()
-
-    def _stop_beating(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
-        self._beating = None
+        few seconds) until the next one."""
+        self.beats.trial_id = trial._trial_id
+        self.beats.beat()
+        self.beats.start()
 
     # -- trials of dead workers -------------------------------------------------------------
 
@@ -195,22 +179,31 @@ class Joined:
             time.sleep(POLL_S)
             claim = self.store.claim(study_id, name, self.owner, self.grace_s)
         if claim.held_by(self.owner):
-            self._claim = claim
-            self._start_beating()
+            self.beats.claim = claim
+            self.beats.start()
         return claim
 
     def release(self, study_id: int, name: str) -> None:
         """``name`` is done (when this worker held it)."""
-        claim, self._claim = self._claim, None
+        claim, self.beats.claim = self.beats.claim, None
         if claim is not None and claim.name == name and claim.study_id == study_id:
             self.store.finish_claim(claim.id, self.owner)
 
-    def sync(self, study: optuna.Study, study_id: int, trials: int | None) -> tuple[dict[str, TrialRecord], int]:
+    def queue_first(self, study_id: int, queue: Callable[[], None]) -> None:
+        """One worker queues the first configurations; the others wait for it."""
+        self.hold(study_id, "start", "queue the first configurations")
+        queue()
+        self.release(study_id, "start")
+
+    def sync(
+        self, study: optuna.Study, study_id: int, trials: int | None, mine: tuple[dict[str, TrialRecord], int]
+    ) -> tuple[dict[str, TrialRecord], int]:
         """What every worker has measured so far (config key -> its first trial) and how
-        many trials count; waits while the rest of the budget is running elsewhere."""
+        many trials count, whatever this worker counted (``mine``); waits while the rest
+        of the budget is running elsewhere."""
         from optuna.trial import TrialState
 
-        self._beating = None  # this worker's last trial was told
+        self.beats.trial_id = None  # this worker's last trial was told
         while True:
             self._fail_stale(study)
             rows = [r for r in self.store.trials(study_id) if r.status not in NOT_COUNTED]
@@ -232,7 +225,7 @@ class Joined:
         re-measurements (nothing runs again)."""
         from optuna.trial import TrialState
 
-        self._beating = None
+        self.beats.trial_id = None
         while True:
             self._fail_stale(study)
             if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -245,6 +238,11 @@ class Joined:
         try:
             outcome = decide()
         finally:
-            self._stop_beating()
+            self.beats.stop()
         self.release(study_id, name)
         return outcome
+
+
+def fleet_for(join: bool, store: Store, recorder: Recorder, grace_s: int, say: Callable[[str], None] | None) -> Alone:
+    """``Joined`` for `--join`, else ``Alone``."""
+    return Joined(store, recorder, grace_s, say) if join else Alone(store, recorder)

@@ -1,4 +1,5 @@
-"""What one tuning run is asked to do: ``TuneOptions`` (the CLI's `tuner auto` builds one)."""
+"""What one tuning run is asked to do: ``TuneOptions`` (the CLI's `tuner auto` builds one),
+and the trial runner they ask for."""
 
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ from tuner.vocabulary import (
 )
 
 if TYPE_CHECKING:
+    from tuner.hardware import MachineInfo
+    from tuner.model import ModelRef
     from tuner.space import Space
+    from tuner.trial.runner import TrialRunner
 
 
 # A trial's limit for a model of MiniLM-L6-H384's size (its parameter count), and for
@@ -42,6 +46,18 @@ def trial_timeout_for(parameters: int) -> float:
     trial pays beyond its fixed start (conversion, calibration, the accuracy check and
     the timed calls) grows about linearly with the parameters."""
     return DEFAULT_TRIAL_TIMEOUT_S * max(1.0, parameters / TRIAL_TIMEOUT_PARAMETERS)
+
+
+def trial_runner(options: TuneOptions, model: ModelRef, machine: MachineInfo, eval_texts: list[str]) -> TrialRunner:
+    """The process runner ``options`` ask for: the reference run and every trial get the
+    same limit, scaled to the model unless one was given."""
+    from tuner.model import parameter_count
+    from tuner.trial.forkserver import ForkServers
+    from tuner.trial.runner import TrialRunner
+
+    timeout = options.trial_timeout_s or trial_timeout_for(parameter_count(model))
+    servers = ForkServers() if options.fork_servers else None
+    return TrialRunner(model, machine, eval_texts, options.measure, timeout, servers=servers)
 
 
 @dataclass

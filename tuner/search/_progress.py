@@ -1,5 +1,5 @@
 """What a study shows while it runs: a progress bar per workload (trials, best so far,
-time left) and per finalist round, and the warnings, written above the bar."""
+time left) and per finalist round, the warnings, written above the bar, and its notes."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ class Progress:
     def __init__(
         self, enabled: bool, trials: int | None, objective: str, warn: Callable[[str], None] | None = None
     ) -> None:
-        """``trials``: the bar's total for a search; ``warn`` receives warnings
-        instead of stderr (benchmarks silence them)."""
+        """``trials``: the bar's total for a search; ``warn`` receives warnings and
+        notes instead of stderr (benchmarks silence them)."""
         self.enabled = enabled
         self.trials = trials
         self.objective = objective
@@ -76,6 +76,13 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
         self._bar = None
+
+    def note(self, message: str) -> None:
+        """What the study says about itself (resumed, a new study, a fleet's wait), not a warning."""
+        if self._warn_to is not None:
+            self._warn_to(message)
+        else:
+            print(f"tuner: {message}", file=sys.stderr)
 
     def warn(self, message: str) -> None:
         if self._warn_to is not None:

@@ -7,9 +7,9 @@ short and is recorded ``interrupted``. Trial numbers are Optuna's, so each appea
 An interrupted configuration is measured when the study resumes, before anything
 else (Optuna's queue holds the warm start, which would otherwise come first and, with
 a small --trials, leave it out): ``reruns`` reads from the rows which interrupted
-configurations were not measured since, and ``ask_for`` gives each its own trial ahead
-of the queue. Reading it from the rows, not from a queue entry, makes it exactly once
-whatever point the tuner was killed at.
+configurations were not measured since, and ``next_trial`` gives each its own trial
+ahead of the queue. Reading it from the rows, not from a queue entry, makes it exactly
+once whatever point the tuner was killed at.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from tuner.errors import UserError
 from tuner.search import objective as objectives
 from tuner.search._judge import MEASURED, NOT_COUNTED, Judge
 from tuner.search.pruning import FEASIBLE_ATTR, MEDIAN_ATTR
@@ -203,6 +204,18 @@ class Recorder:
             if row.status == S.INTERRUPTED and key and key not in counted:
                 found.setdefault(key, row.config)
         return list(found.values())
+
+    def next_trial(self, study: optuna.Study, space: Space, rerun: dict[str, Any] | None) -> optuna.Trial:
+        """The next trial: an interrupted configuration (``rerun``) ahead of everything,
+        else Optuna's."""
+        if rerun is not None:
+            try:
+                params = space.params_for(rerun)
+            except (UserError, ValueError, KeyError):  # no longer a configuration of this space
+                params = None
+            if params is not None:
+                return self.ask_for(study, params)
+        return study.ask()
 
     def ask_for(self, study: optuna.Study, params: dict[str, Any]) -> optuna.Trial:
         """A new RUNNING trial with ``params`` fixed, ahead of Optuna's queue of

@@ -15,7 +15,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.vocabulary import DEFAULT_PRUNE_MARGIN
+from tuner.vocabulary import DEFAULT_PRUNE_MARGIN, Objective
 
 # User attributes the study sets on each told trial (see tuner.search._reconcile).
 MEDIAN_ATTR = "median_ms"
@@ -44,3 +44,9 @@ class BestSoFarPruner(optuna.pruners.BasePruner):
             return False
         limit = self.threshold(study)
         return limit is not None and trial.intermediate_values[step] > limit
+
+
+def make_pruner(prune: bool, margin: float, objective: str) -> optuna.pruners.BasePruner:
+    """A ``BestSoFarPruner`` when pruning is on and the study has one objective (Optuna
+    prunes single-objective studies only); else none."""
+    return BestSoFarPruner(margin) if prune and objective != Objective.PARETO else optuna.pruners.NopPruner()

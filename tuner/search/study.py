@@ -10,30 +10,32 @@ noise, and a trial timed while other processes used its CPUs is re-run (or marke
 at the end the best few are re-measured in fresh processes, interleaved with the
 stock default, and the winner is the best whose advantage is significant.
 
-This module is the façade; each concern has its private module: judging a run
-(_judge), rows before tells (_reconcile), which proposals run and what is queued
-(_enqueue), re-measurements shared with `tuner verify` (_replay), the study's answer
-(_outcome), what is shown while it runs (_progress).
+This module is the façade; each concern has its private module: which stored study
+a run continues (_identity), judging a run (_judge), rows before tells and what a
+killed run left (_reconcile), which proposals run and what is queued (_enqueue), when
+the study stops (_budget), re-measurements shared with `tuner verify` (_replay), the
+study's answer (_outcome), what is shown while it runs (_progress), machines sharing
+the study (_fleet, _heartbeat), a database server that goes away (_journal), a full
+disk (_disk).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from tuner.errors import DiskFullError, UserError
+from tuner.errors import DiskFullError
 from tuner.search import objective as objectives
-from tuner.search._enqueue import EXPLORE_AFTER, SearchPolicy
-from tuner.search._fleet import Joined
+from tuner.search._budget import Budget
+from tuner.search._disk import disk_full, reference
+from tuner.search._enqueue import SearchPolicy
+from tuner.search._fleet import fleet_for
+from tuner.search._identity import announce, study_name, study_settings
 from tuner.search._journal import Journal, lost_server
 from tuner.search._judge import MEASURED, NOT_COUNTED, Judge, Verdict
-from tuner.search._options import TuneOptions, trial_timeout_for
+from tuner.search._options import TuneOptions, trial_runner
 from tuner.search._outcome import StudyOutcome, Where, finish
 from tuner.search._progress import Progress
 from tuner.search._reconcile import Recorder, now
@@ -43,8 +45,7 @@ from tuner.search.objective import space_objective
 from tuner.search.quiet import QuietRunner, governor_warning
 from tuner.search.racing import RACE, Racing
 from tuner.trial import spec as S
-from tuner.trial.accuracy import Guard
-from tuner.vocabulary import Objective, Strategy, config_key
+from tuner.vocabulary import Strategy, config_key
 
 __all__ = [
     "MEASURED",
@@ -59,9 +60,6 @@ __all__ = [
     "space_objective",
 ]
 
-# A study ends after this many proposals in a row that start no process.
-MAX_CONSECUTIVE_DUPLICATES = 50
-
 
 class Tuner:
     """Set up once (model, machine, store, space), then tune each workload in turn."""
@@ -74,16 +72,14 @@ class Tuner:
         warn: Callable[[str], None] | None = None,
     ) -> None:
         """``runner`` replaces the process runner (benchmarks replay a measured grid);
-        ``warn`` receives warnings about the machine (default: stderr)."""
+        ``warn`` receives warnings about the machine and the study's notes (default: stderr)."""
         from tuner.hardware import detect
-        from tuner.model import DEFAULT_EVAL_TEXTS, parameter_count, resolve_model
+        from tuner.model import DEFAULT_EVAL_TEXTS, resolve_model
         from tuner.space.loader import load_space_with
         from tuner.store import Store
 
         options.validate()
         self.options = options
-        self._notes_to = warn  # where the study's notes go (default: stderr)
-        self._optuna: Any = None  # Optuna's storage on the store's database, once its schema is checked
         self.progress = Progress(progress, options.trials, options.objective, warn)
         self.model = resolve_model(options.model)
         self.machine = detect()
@@ -99,21 +95,7 @@ class Tuner:
             self.machine.software_fingerprint,
             self.machine.hostname,
         )
-        if runner is None:
-            from tuner.trial.forkserver import ForkServers
-            from tuner.trial.runner import TrialRunner
-
-            # The reference run and every trial get the same limit, scaled to the model unless one was given.
-            timeout = options.trial_timeout_s or trial_timeout_for(parameter_count(self.model))
-            runner = TrialRunner(
-                self.model,
-                self.machine,
-                self.eval_texts,
-                options.measure,
-                timeout,
-                servers=ForkServers() if options.fork_servers else None,
-            )
-        self.runner = runner
+        self.runner = runner if runner is not None else trial_runner(options, self.model, self.machine, self.eval_texts)
         self.optuna_storage: Any = None  # None: Optuna's tables in the store's database
         self.quiet = QuietRunner(
             self.runner, options.noise_check, options.noise_retries, self.progress.warn, options.noise_wait_s
@@ -133,25 +115,24 @@ class Tuner:
             options.objective,
             options.batch,
             options.similar_start,
-            self._note,
+            self.progress.note,
         )
-        # --join: one of several machines sharing the study (heartbeats, claims); None: alone.
-        self.fleet = Joined(self.store, self.recorder, options.join_grace_s, self._note) if options.join else None
+        # --join: one of several machines sharing the study (heartbeats, claims); Alone otherwise.
+        self.fleet = fleet_for(options.join, self.store, self.recorder, options.join_grace_s, self.progress.note)
 
     def tune(self, seq_len: int, budget_s: float | None) -> StudyOutcome:
         """Run (or resume) the study of one sequence length and decide its winner."""
         import optuna
 
-        from tuner.search.pruning import BestSoFarPruner
-        from tuner.search.strategy import make_sampler, warm_start
+        from tuner.search.pruning import BestSoFarPruner, make_pruner
+        from tuner.search.strategy import make_sampler
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         opts = self.options
         workload = S.Workload(seq_len=seq_len, batch=opts.batch)
-        storage = self.optuna_storage or self._optuna_tables()  # its schema checked before anything is written
-        if self.fleet is not None and self.optuna_storage is None:
-            storage = self.fleet.storage(self.store.url)  # the same tables, with heartbeats
+        storage = self.optuna_storage or self.fleet.storage()  # its schema checked before anything is written
         name = self.study_name(workload)
+        settings = study_settings(opts, self.space.default_config(), self.model.revision)
         record = self.store.get_or_create_study(
             self.machine_id,
             self.model_pk,
@@ -160,26 +141,11 @@ class Tuner:
             opts.objective,
             self.space.content_hash(),
             name,
-            {
-                "trials": opts.trials,
-                "budget_s": opts.budget_s,
-                "guard": vars(opts.guard),
-                "strategy": opts.strategy,
-                "default": self.space.default_config(),
-                "max_memory_mb": opts.max_memory_mb,
-                "model_revision": self.model.revision,
-            },  # the commit of a hub model (None otherwise)
+            settings,
         )
-        self._announce(record)
-        structured = opts.strategy == Strategy.STRUCTURED
-        first = warm_start(self.space) if structured else [self.space.default_config()]
-        first += [c for c in opts.seed_configs if c not in first]
-        first = self.similar.first(first, record)
-        pruner = (
-            BestSoFarPruner(opts.prune_margin)
-            if opts.prune and opts.objective != Objective.PARETO
-            else optuna.pruners.NopPruner()
-        )  # Optuna prunes single-objective studies only
+        announce(self.store, record, self.machine.fingerprint, self.model.content_hash, self.progress.note)
+        first = self.similar.first(self.policy.first(opts.seed_configs), record)
+        pruner = make_pruner(opts.prune, opts.prune_margin, opts.objective)
         study = optuna.create_study(
             storage=storage,
             study_name=name,
@@ -188,23 +154,14 @@ class Tuner:
             pruner=pruner,
             load_if_exists=True,
         )
+        # What an earlier run left: rows it kept while the server was away, trials it was killed in.
         journal = Journal(self.store, name, opts.db_retry_s, self.progress.warn)
-        journal.replay(record.id)  # rows a run kept while the server was away (tuner.search._journal)
+        journal.replay(record.id)
         self.recorder.write = journal.record
-        (self.fleet or self.recorder).reconcile(study, record.id, self.space)
+        self.fleet.reconcile(study, record.id, self.space)
         reruns = self.recorder.reruns(record.id)  # interrupted configurations: each once, before anything else
-        if self.fleet is not None:
-            self.fleet.hold(record.id, "start", "queue the first configurations")  # one worker queues them
-        queued = study.get_trials(deepcopy=False)
-        if len(queued) < len(first) and all(t.state == optuna.trial.TrialState.WAITING for t in queued):
-            # The stock default first (every speedup is over it), then the warm start (the
-            # rest of it, when a run was stopped while it queued them).
-            for config in first[len(queued) :]:
-                study.enqueue_trial(self.space.params_for(config))
-        if self.fleet is not None:
-            self.fleet.release(record.id, "start")
-        reference = self._reference(workload)
-        space_size = self.space.size()
+        self.fleet.queue_first(record.id, lambda: self.policy.enqueue_first(study, first))  # a fleet's by one worker
+        ref = reference(self.runner, workload)
         if opts.noise_check:
             warning = governor_warning(self.machine.available_cpus)
             if warning:
@@ -212,64 +169,48 @@ class Tuner:
 
         measured = {config_key(r.config): r for r in self.store.trials(record.id) if r.status not in NOT_COUNTED}
         counted = len(measured)
-        deadline = time.monotonic() + budget_s if budget_s else None
+        budget = Budget(opts.trials, budget_s, self.space.size())
         self.progress.start(workload, counted)
         racing = Racing.resume(
-            Replay(self.quiet, self.store, record.id, workload, reference, self.judge, opts.measure, RACE),
+            Replay(self.quiet, self.store, record.id, workload, ref, self.judge, opts.measure, RACE),
             opts.race_every,
         )
-        consecutive_duplicates = 0
+        structured = opts.strategy == Strategy.STRUCTURED
         rng = random.Random(opts.seed)
-        stop_reason = "trial budget reached"
         try:
             while True:
-                if self.fleet is not None:  # every worker's trials count; wait while the rest runs elsewhere
-                    measured, counted = self.fleet.sync(study, record.id, opts.trials)
-                if opts.trials is not None and counted >= opts.trials:
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    stop_reason = "time budget reached"
-                    break
-                if len(measured) >= space_size:
-                    stop_reason = "every configuration in the space measured"
-                    break
-                if consecutive_duplicates >= MAX_CONSECUTIVE_DUPLICATES:
-                    stop_reason = "the sampler only proposes measured configurations"
+                # A fleet's trials count whichever worker ran them; it waits while the rest runs elsewhere.
+                measured, counted = self.fleet.sync(study, record.id, opts.trials, (measured, counted))
+                stop_reason = budget.stop_reason(measured, counted)
+                if stop_reason is not None:
                     break
                 rerun = reruns.pop(0) if reruns else None
                 if rerun is None and structured and counted >= len(first):
                     self.policy.enqueue_local(study, racing.view(measured))  # leaders ranked as raced
-                trial = self._ask(study, rerun)
-                if self.fleet is not None:
-                    self.fleet.running(trial)  # its heartbeat, until the next
+                trial = self.recorder.next_trial(study, self.space, rerun)
+                self.fleet.running(trial)  # a fleet's heartbeat, until the next
                 config = self.space.sample(trial)
                 trial.set_user_attr("config", config)
                 earlier = measured.get(config_key(config))
                 dominated = None if earlier is not None else self.policy.dominated(config, measured, len(first))
                 if earlier is not None or dominated is not None:
-                    consecutive_duplicates += 1
                     if earlier is not None:
                         self.recorder.record_duplicate(study, trial, record.id, config, earlier)
                     elif dominated is not None:
                         self.recorder.record_skipped(study, trial, record.id, config, *dominated)
-                    if consecutive_duplicates % EXPLORE_AFTER == 0:
+                    if budget.not_run():
                         self.policy.enqueue_unexplored(study, measured, len(first), rng)
                     continue
-                consecutive_duplicates = 0
+                budget.ran()
                 threshold = (
                     racing.threshold(measured, pruner.threshold(study), opts.prune_margin)
                     if isinstance(pruner, BestSoFarPruner)
                     else None
                 )
                 started = now()
-                result, plan = self.quiet.run(
-                    workload,
-                    config,
-                    reference,
-                    f"trial {trial.number}",
-                    replace(opts.measure, prune_above_ms=threshold),
-                )
-                full = self._disk_full(result)
+                measure = replace(opts.measure, prune_above_ms=threshold)
+                result, plan = self.quiet.run(workload, config, ref, f"trial {trial.number}", measure)
+                full = disk_full(self.runner, result)
                 if full is not None:  # not the configuration's fault: it runs first once there is space
                     self.recorder.record_interrupted(study, trial, record.id, config, started, full)
                     raise DiskFullError.from_line(full)
@@ -277,12 +218,13 @@ class Tuner:
                 measured[config_key(config)] = row
                 counted += 1
                 if self.progress.active:
-                    self.progress.advance(row, objectives.best(self.store.trials(record.id), opts.objective), deadline)
-                if racing.due(counted) and (deadline is None or time.monotonic() < deadline):
+                    best = objectives.best(self.store.trials(record.id), opts.objective)
+                    self.progress.advance(row, best, budget.deadline)
+                if racing.due(counted) and budget.time_left():
                     racing.step(measured)  # the leaders again, in fresh processes (not counted as trials)
         finally:
             self.progress.close()
-        replay = Replay(self.quiet, self.store, record.id, workload, reference, self.judge, opts.measure, "finalist")
+        replay = Replay(self.quiet, self.store, record.id, workload, ref, self.judge, opts.measure, "finalist")
 
         def decide() -> StudyOutcome:
             return finish(
@@ -297,117 +239,11 @@ class Tuner:
                 self.progress,
             )
 
-        return decide() if self.fleet is None else self.fleet.finish(study, record.id, decide)  # once, shared
+        return self.fleet.finish(study, record.id, decide)  # a fleet's once, by one worker
 
     def study_name(self, workload: S.Workload) -> str:
         """The Optuna study (and store study) name of ``workload`` in this tuning run."""
-        return ":".join(
-            [
-                "tuner",
-                self.machine.fingerprint,
-                self.model.content_hash[:16],
-                f"seq{workload.seq_len}",
-                f"batch{workload.batch}",
-                self.options.objective,
-                self.space.content_hash()[:12],
-                hashlib.sha256("\n".join(self.eval_texts).encode()).hexdigest()[:8],
-                *self._verdict_key(),
-            ]
-        )
-
-    def _verdict_key(self) -> list[str]:
-        """What else decides a trial's verdict, in the study's name: the accuracy guard
-        and the memory limit (nothing when they are the defaults, so a study's name is
-        what it was before they were part of it)."""
-        guard, limit = self.options.guard, self.options.max_memory_mb
-        if guard == Guard() and limit is None:
-            return []
-        judged = json.dumps({"guard": vars(guard), "max_memory_mb": limit}, sort_keys=True)
-        return ["judged-" + hashlib.sha256(judged.encode()).hexdigest()[:8]]
-
-    def _optuna_tables(self) -> Any:
-        if self._optuna is None:
-            self._optuna = self.store.optuna_storage()  # StoreError (one line) for a schema it cannot use
-        return self._optuna
-
-    def _ask(self, study: Any, rerun: dict[str, Any] | None) -> Any:
-        """The next trial: an interrupted configuration ahead of everything, else Optuna's."""
-        if rerun is not None:
-            try:
-                params = self.space.params_for(rerun)
-            except (UserError, ValueError, KeyError):  # no longer a configuration of this space
-                params = None
-            if params is not None:
-                return self.recorder.ask_for(study, params)
-        return study.ask()
-
-    def _reference(self, workload: S.Workload) -> str:
-        """The fp32 reference's outputs; a full disk said as one."""
-        try:
-            return str(self.runner.reference(workload))
-        except UserError as exc:
-            full = DiskFullError.in_reason(str(exc).split(" failed: ", 1)[-1], self._cache_dir())
-            if full is not None:
-                raise DiskFullError.from_line(full) from None
-            raise
-
-    def _disk_full(self, result: S.TrialResult) -> str | None:
-        """The line that says the disk is full, when the worker failed for that."""
-        if result.status not in (S.ERROR, S.CRASHED):
-            return None
-        return DiskFullError.in_reason(result.reason, self._cache_dir())
-
-    def _cache_dir(self) -> str:
-        from tuner import paths
-
-        return str(getattr(self.runner, "cache_dir", None) or paths.cache_dir())
-
-    def _announce(self, record: Any) -> None:
-        """Say whether the study resumes a stored one, or starts anew beside others of the
-        same workload (and what differs from the latest of them)."""
-        seq = f"seq {record.seq_len}"
-        if record.created != record.updated:  # get_or_create_study found it: this run resumes it
-            self._note(
-                f"{seq}: resuming study {record.id} ({record.n_trials} trial{'s' if record.n_trials != 1 else ''} "
-                "stored; --trials and "
-                "--budget count them; `tuner auto --help` says which options start a new study)"
-            )
-            return
-        others = [
-            s
-            for s in self.store.studies(fingerprint=self.machine.fingerprint, model=self.model.content_hash)
-            if s.id != record.id and s.seq_len == record.seq_len and s.batch == record.batch
-        ]
-        if not others:
-            return
-        latest = others[-1]
-        differs = []
-        if latest.objective != record.objective:
-            differs.append(f"objective {record.objective} (was {latest.objective})")
-        if latest.space_hash != record.space_hash:
-            differs.append("the search space (--backends, --space or the space files)")
-        for key, label in (("guard", "the accuracy guard"), ("max_memory_mb", "--max-memory")):
-            if (latest.settings or {}).get(key) != (record.settings or {}).get(key):
-                differs.append(
-                    f"{label} {self._setting(record.settings.get(key))} "
-                    f"(was {self._setting((latest.settings or {}).get(key))})"
-                )
-        why = "; ".join(differs) or "the guard sentences or the model's files"
-        self._note(
-            f"{seq}: a new study {record.id}, as {why} differ from study {latest.id}, which stays in `tuner history`"
-        )
-
-    @staticmethod
-    def _setting(value: Any) -> str:
-        if isinstance(value, dict):
-            return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
-        return "none" if value is None else str(value)
-
-    def _note(self, message: str) -> None:
-        if self._notes_to is not None:
-            self._notes_to(message)
-        else:
-            print(f"tuner: {message}", file=sys.stderr)
+        return study_name(self.options, workload, self.machine, self.model, self.space, self.eval_texts)
 
     def run(self, on_outcome: Callable[[StudyOutcome], None] | None = None) -> list[StudyOutcome]:
         """Tune every sequence length of the options in turn (the time budget split evenly)."""
