@@ -27,17 +27,21 @@ from sqlalchemy.exc import (
 from tuner import paths
 from tuner.errors import StoreError
 
+# What needs no SQLAlchemy lives in _dbapi (the lean read path of `tuner best` uses it
+# too); imported from here as before.
+from tuner.store._dbapi import BUSY_TIMEOUT_S as BUSY_TIMEOUT_S
+from tuner.store._dbapi import CONNECT_TIMEOUT_S as CONNECT_TIMEOUT_S
+from tuner.store._dbapi import READ_ONLY_OPTIONS
+from tuner.store._dbapi import folder_writable as folder_writable
+from tuner.store._dbapi import read_only_connector as read_only_connector
+from tuner.store._dbapi import read_only_uri as read_only_uri
+
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 # The PostgreSQL driver the tuner installs (pip install "tuner[postgres]"): a bare
 # postgresql:// URL means it, not SQLAlchemy's default psycopg2.
 POSTGRES_DRIVER = "postgresql+psycopg"
-# Seconds to wait for a PostgreSQL server to answer a new connection (libpq's
-# connect_timeout). Put in the URL itself, so Optuna's engine on Store.url gets it too.
-CONNECT_TIMEOUT_S = 5
 # libpq drivers, which understand connect_timeout.
 _LIBPQ_DRIVERS = ("postgresql+psycopg", "postgresql+psycopg2")
-# How long a SQLite write waits for another process's write before giving up.
-BUSY_TIMEOUT_S = 30.0
 # Execution option that marks a connection as about to write (SQLite: BEGIN IMMEDIATE).
 WRITE_OPTION = "tuner_write"
 
@@ -185,51 +189,11 @@ def make_read_only_engine(url: URL) -> Engine:
         if url.get_backend_name() == "sqlite":
             raise ValueError("an in-memory database cannot be opened read-only")
         make_engine(url).dispose()  # a missing driver, said as make_engine says it
-        return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c default_transaction_read_only=on"})
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": READ_ONLY_OPTIONS})
 
     return create_engine(
         "sqlite://", creator=read_only_connector(file), poolclass=QueuePool, pool_size=2, max_overflow=4
     )
-
-
-def read_only_connector(file: Path) -> Any:
-    """A function that opens a read-only sqlite3 connection to ``file`` (an engine's
-    ``creator``; Optuna's read-only storage uses it too)."""
-
-    def connect() -> Any:
-        import sqlite3
-
-        connection = sqlite3.connect(read_only_uri(file), uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-        try:
-            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError:
-            connection.close()
-            if folder_writable(file):
-                raise
-            connection = sqlite3.connect(read_only_uri(file, immutable=True), uri=True, check_same_thread=False)
-        return connection
-
-    return connect
-
-
-def read_only_uri(file: Path, immutable: bool = False) -> str:
-    """SQLite's URI filename that opens ``file`` read-only (``immutable``: and never
-    looks for a journal or shared memory beside it)."""
-    from urllib.parse import quote
-
-    return f"file:{quote(str(file))}?mode=ro{'&immutable=1' if immutable else ''}"
-
-
-def folder_writable(file: Path) -> bool:
-    """Whether the file and its folder can be written here (a WAL database needs both)."""
-    import os
-
-    folder = file.parent
-    try:
-        read_only_fs = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
-        read_only_fs = False
-    return not read_only_fs and os.access(folder, os.W_OK) and (not file.exists() or os.access(file, os.W_OK))
 
 
 def _sqlite_hooks(engine: Engine, in_memory: bool) -> None:
@@ -283,6 +247,15 @@ def _sqlstate(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", None)
     state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)  # psycopg 3, psycopg2
     return state if isinstance(state, str) else None
+
+
+def dbapi_store_error(orig: Exception, url: URL, statement: str | None, base: type[Exception]) -> StoreError | None:
+    """A DB-API driver's exception raised outside SQLAlchemy (the lean read path of
+    `tuner best`, tuner.store._reader) as SQLAlchemy would have wrapped it, then judged
+    and worded as every other: the StoreError, or None for a bug (re-raise it).
+    ``statement``: None where no connection was made; ``base``: the driver's ``Error``."""
+    wrapped = DBAPIError.instance(statement, None, orig, base)
+    return store_error(wrapped, url) if is_environment_error(wrapped) else None
 
 
 def store_error(exc: SQLAlchemyError, url: URL) -> StoreError:

@@ -32,11 +32,21 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-# The newest migration in db/versions. Store.open compares the database's revision
-# with this before importing Alembic, so opening an up-to-date database stays fast;
-# tests/store checks it matches the scripts' head.
-SCHEMA_HEAD = "0004"
-VERSION_TABLE = "tuner_alembic_version"
+from tuner.store._names import (
+    BEST,
+    CLAIMS,
+    MACHINES,
+    MODELS,
+    NIGHTLY_RUNS,
+    REPLAYS,
+    STUDIES,
+    TRIALS,
+)
+
+# The schema's revision and its table, defined beside the table names (no SQLAlchemy
+# there) and imported from here as before.
+from tuner.store._names import SCHEMA_HEAD as SCHEMA_HEAD
+from tuner.store._names import VERSION_TABLE as VERSION_TABLE
 
 # Named constraints: Alembic's batch mode (how SQLite alters a table) needs names to
 # find a constraint again, and PostgreSQL then gets the same names.
@@ -123,7 +133,7 @@ class Base(DeclarativeBase):
 
 
 class MachineRow(Base):
-    __tablename__ = "tuner_machines"
+    __tablename__ = MACHINES
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(128), unique=True)
@@ -136,7 +146,7 @@ class MachineRow(Base):
 
 
 class ModelRow(Base):
-    __tablename__ = "tuner_models"
+    __tablename__ = MODELS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[str] = mapped_column(String(512), index=True)
@@ -147,12 +157,12 @@ class ModelRow(Base):
 
 
 class StudyRow(Base):
-    __tablename__ = "tuner_studies"
+    __tablename__ = STUDIES
     __table_args__ = (Index(None, "machine_id", "model_pk", "seq_len", "batch", "objective"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    machine_id: Mapped[int] = mapped_column(ForeignKey("tuner_machines.id", ondelete="CASCADE"))
-    model_pk: Mapped[int] = mapped_column(ForeignKey("tuner_models.id", ondelete="CASCADE"), index=True)
+    machine_id: Mapped[int] = mapped_column(ForeignKey(f"{MACHINES}.id", ondelete="CASCADE"))
+    model_pk: Mapped[int] = mapped_column(ForeignKey(f"{MODELS}.id", ondelete="CASCADE"), index=True)
     seq_len: Mapped[int] = mapped_column(Integer)
     batch: Mapped[int] = mapped_column(Integer)
     objective: Mapped[str] = mapped_column(String(32))
@@ -166,11 +176,11 @@ class StudyRow(Base):
 
 
 class TrialRow(Base):
-    __tablename__ = "tuner_trials"
+    __tablename__ = TRIALS
     __table_args__ = (UniqueConstraint("study_id", "number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("tuner_studies.id", ondelete="CASCADE"))
+    study_id: Mapped[int] = mapped_column(ForeignKey(f"{STUDIES}.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
     config: Mapped[dict[str, Any]] = mapped_column(SafeJSON())
     status: Mapped[str] = mapped_column(String(32))
@@ -200,16 +210,16 @@ class TrialRow(Base):
 
 
 class BestRow(Base):
-    __tablename__ = "tuner_best"
+    __tablename__ = BEST
     __table_args__ = (UniqueConstraint("machine_id", "model_pk", "seq_len", "batch", "objective"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    machine_id: Mapped[int] = mapped_column(ForeignKey("tuner_machines.id", ondelete="CASCADE"))
-    model_pk: Mapped[int] = mapped_column(ForeignKey("tuner_models.id", ondelete="CASCADE"), index=True)
+    machine_id: Mapped[int] = mapped_column(ForeignKey(f"{MACHINES}.id", ondelete="CASCADE"))
+    model_pk: Mapped[int] = mapped_column(ForeignKey(f"{MODELS}.id", ondelete="CASCADE"), index=True)
     seq_len: Mapped[int] = mapped_column(Integer)
     batch: Mapped[int] = mapped_column(Integer)
     objective: Mapped[str] = mapped_column(String(32))
-    trial_id: Mapped[int] = mapped_column(ForeignKey("tuner_trials.id", ondelete="CASCADE"), index=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey(f"{TRIALS}.id", ondelete="CASCADE"), index=True)
     config: Mapped[dict[str, Any]] = mapped_column(SafeJSON())
     metrics: Mapped[dict[str, Any]] = mapped_column(SafeJSON())
     default_median_ms: Mapped[float | None] = mapped_column(FiniteFloat())
@@ -227,11 +237,11 @@ class BestRow(Base):
 class ReplayRow(Base):
     """A configuration re-measured in a fresh process outside the search (since 0002)."""
 
-    __tablename__ = "tuner_replays"
+    __tablename__ = REPLAYS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("tuner_studies.id", ondelete="CASCADE"), index=True)
-    trial_id: Mapped[int | None] = mapped_column(ForeignKey("tuner_trials.id", ondelete="SET NULL"), index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey(f"{STUDIES}.id", ondelete="CASCADE"), index=True)
+    trial_id: Mapped[int | None] = mapped_column(ForeignKey(f"{TRIALS}.id", ondelete="SET NULL"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     role: Mapped[str] = mapped_column(String(16))
     round: Mapped[int] = mapped_column(Integer)
@@ -253,10 +263,10 @@ class NightlyRunRow(Base):
     """One `tuner nightly` run (since 0003): what it planned and why, what each step
     found, and how it ended (docs/nightly.md)."""
 
-    __tablename__ = "tuner_nightly_runs"
+    __tablename__ = NIGHTLY_RUNS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    machine_id: Mapped[int | None] = mapped_column(ForeignKey("tuner_machines.id", ondelete="SET NULL"), index=True)
+    machine_id: Mapped[int | None] = mapped_column(ForeignKey(f"{MACHINES}.id", ondelete="SET NULL"), index=True)
     hostname: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(128))
     pid: Mapped[int | None] = mapped_column(Integer)
@@ -274,11 +284,11 @@ class ClaimRow(Base):
     """A step of a shared study that one worker takes on (since 0004): who took it,
     when it last said it was alive, and when it was done (docs/fleet.md, --join)."""
 
-    __tablename__ = "tuner_claims"
+    __tablename__ = CLAIMS
     __table_args__ = (UniqueConstraint("study_id", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("tuner_studies.id", ondelete="CASCADE"))
+    study_id: Mapped[int] = mapped_column(ForeignKey(f"{STUDIES}.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(String(255))
     claimed: Mapped[datetime] = mapped_column(UTCDateTime())

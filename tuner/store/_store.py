@@ -32,12 +32,10 @@ from tuner.store._records import (
     BestRecord,
     MachineRecord,
     ModelRecord,
-    NewTrial,
     ReplayRecord,
-    StudyRecord,
-    TrialRecord,
 )
 from tuner.store._similar import FleetQueries
+from tuner.store._trials import NewTrial, StudyRecord, TrialRecord
 from tuner.vocabulary import OBJECTIVES, TRIAL_STATUSES
 
 if TYPE_CHECKING:
