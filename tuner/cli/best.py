@@ -31,10 +31,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tuner.store import Store
+    from tuner.store import open_reader
 
-    # One connection for the winner and its staleness (a fleet's server: one login, not two).
-    store = Store.open(args.db, read_only=True)
+    # One connection for the winner and its staleness (a fleet's server: one login, not
+    # two), read without SQLAlchemy where it can be (tuner.store._reader): a deploy script
+    # runs this, a new process each time.
+    store = open_reader(args.db)
     try:
         return _run(args, store)
     finally:

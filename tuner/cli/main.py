@@ -46,7 +46,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``command``: only that subcommand's parser (what running
+    it needs: `tuner best` in a deploy script does not import the other commands)."""
     parser = Parser(
         prog="tuner",
         description="Hardware-aware auto-tuner for transformer inference.",
@@ -54,15 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMANDS.values():
-        importlib.import_module(f"tuner.cli.{module_name}").add_parser(subparsers)
+    names = [command] if command in SUBCOMMANDS else list(SUBCOMMANDS)
+    for name in names:
+        importlib.import_module(f"tuner.cli.{SUBCOMMANDS[name]}").add_parser(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from tuner.errors import UserError
 
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    # A known command first: parse with its parser alone (a typo, no command or
+    # `--help` gets the whole parser, which lists every command).
+    parser = build_parser(words[0] if words else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

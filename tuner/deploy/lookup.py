@@ -141,12 +141,13 @@ def best_configs(
     """Every stored winner for ``model`` on this machine (one per workload); where it
     has none and ``from_similar``, those of the most similar machine that has one,
     marked as not measured here (``measured_on``). ``store``: an open one to read
-    (`tuner best` reads once for the winner and its staleness); else ``db_url`` is opened."""
+    (`tuner best` reads once for the winner and its staleness); else ``db_url`` is opened
+    read-only (``tuner.store.open_reader``: without SQLAlchemy where it can be)."""
     from tuner.envs import worker_python
     from tuner.hardware import detect
     from tuner.hardware.libraries import MissingLibraryError
     from tuner.model import resolve_model
-    from tuner.store import Store
+    from tuner.store import open_reader
     from tuner.trial.plan import plan_instances
 
     machine = detect()
@@ -155,7 +156,7 @@ def best_configs(
         key, model_path = ref.content_hash, ref.path
     except ModelNotFoundError:  # stored winners are still found by the name as typed
         key, model_path = model, None
-    opened = store if store is not None else Store.open(db_url, read_only=True)
+    opened = store if store is not None else open_reader(db_url)
     measured_on: dict[str, Any] | None = None
     try:
         rows = opened.best(machine.fingerprint, key, seq_len=seq_len, batch=batch, objective=objective)
@@ -282,11 +283,11 @@ def no_winner_message(
 ) -> str:
     """This machine has no winner: what to run, and the most similar machine that has one."""
     from tuner.hardware import detect
-    from tuner.store import Store
+    from tuner.store import open_reader
 
     where = f" at seq {seq_len}" if seq_len else ""
     retune = f"run `tuner auto --model {model}`{' --objective ' + objective if objective != 'p50' else ''} first"
-    opened = store if store is not None else Store.open(db_url, read_only=True)
+    opened = store if store is not None else open_reader(db_url)
     try:
         peer = closest_winner(opened, detect(), model_key(model), seq_len, batch, objective)
     finally:
