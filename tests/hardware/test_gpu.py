@@ -134,3 +134,26 @@ def test_real_gpu() -> None:
     for gpu in gpus:
         assert gpu.name and gpu.memory_mib > 1024 and gpu.driver
         assert gpu.compute_capability is None or gpu.compute_capability[0].isdigit()
+
+
+
+def test_the_quick_check_gives_what_nvml_itself_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """detect_gpus finds a missing NVML without importing pynvml (start-up time of
+    `tuner best`): the same answer as asking pynvml, here and without nvidia-ml-py."""
+    from tuner.hardware import gpu
+
+    quick = detect_gpus()
+    with monkeypatch.context() as patched:
+        patched.setattr(gpu, "_nvml_missing", lambda: None)  # always ask pynvml
+        assert detect_gpus() == quick
+
+    def not_installed() -> None:
+        raise ImportError("no pynvml")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(gpu, "_installed", lambda module: False)
+        missing = detect_gpus()
+    with monkeypatch.context() as patched:
+        patched.setattr(gpu, "_nvml_missing", lambda: None)
+        patched.setattr(gpu, "_load_nvml", not_installed)
+        assert detect_gpus() == missing == ([], "no NVIDIA GPU (nvidia-ml-py is not installed)")

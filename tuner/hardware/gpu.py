@@ -32,9 +32,44 @@ def _load_nvml() -> Any:
     return pynvml
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# The library pynvml's nvmlInit loads on Linux (pynvml._LoadNvmlLibrary).
+NVML_LIBRARY = "libnvidia-ml.so.1"
+
+
+def _nvml_missing() -> str | None:
+    """Why NVML cannot be used, found without importing pynvml (10-30 ms of a `tuner best`
+    that must answer in 300): the note detect_gpus gives then, or None to ask NVML.
+    The same notes as importing pynvml and calling nvmlInit would give."""
+    import sys
+
+    if not _installed("pynvml"):
+        return "no NVIDIA GPU (nvidia-ml-py is not installed)"
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        ctypes.CDLL(NVML_LIBRARY)
+    except OSError:
+        return "no NVIDIA GPU (NVML library not found: no NVIDIA driver is installed)"
+    return None
+
+
 def detect_gpus(nvml: Any | None = None) -> tuple[list[GpuInfo], str | None]:
     """The GPUs NVML sees, and a note saying why there are none (None when some)."""
     if nvml is None:
+        missing = _nvml_missing()
+        if missing is not None:
+            return [], missing
         try:
             nvml = _load_nvml()
         except ImportError:
