@@ -105,6 +105,19 @@ def _both(url: str) -> tuple[LeanReader, Store]:
     return lean, Store.open(url, read_only=True)
 
 
+@pytest.fixture(params=["libpq", "psycopg"])
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """On PostgreSQL, the reader's two ways in: psycopg-binary's libpq through ctypes
+    (tuner/store/_libpq.py), and psycopg itself where that cannot be used."""
+    from tuner.store import _libpq
+
+    if request.param == "psycopg":
+        monkeypatch.setattr(_libpq, "connect", lambda arguments: None)
+    elif _libpq.library() is None:
+        pytest.skip("psycopg-binary's libpq is not installed here")
+    return str(request.param)
+
+
 CALLS = [
     ("best", ("fp-a", "minilm"), {}),
     ("best", ("fp-a", "minilm"), {"seq_len": 128}),
@@ -126,8 +139,9 @@ CALLS = [
 ]
 
 
-def test_every_query_returns_what_the_store_returns(fleet: str) -> None:
+def test_every_query_returns_what_the_store_returns(fleet: str, driver: str) -> None:
     lean, store = _both(fleet)
+    assert lean.driver == (driver if is_postgres(fleet) else "sqlite3")
     with lean, store:
         for name, args, kwargs in CALLS:
             mine, theirs = getattr(lean, name)(*args, **kwargs), getattr(store, name)(*args, **kwargs)
@@ -146,7 +160,7 @@ def test_every_query_returns_what_the_store_returns(fleet: str) -> None:
         assert all(b.updated.tzinfo is UTC for b in bests)
 
 
-def test_times_come_back_as_the_store_returns_them(db_url: str) -> None:
+def test_times_come_back_as_the_store_returns_them(db_url: str, driver: str) -> None:
     """Microseconds and whole seconds, as aware UTC datetimes."""
     _fleet(db_url)
     for when in (T0, T0.replace(microsecond=0), T0 + timedelta(days=30)):
@@ -210,7 +224,7 @@ def test_a_new_postgresql_database_reads_as_empty(postgres_url: str) -> None:
         "postgresql://tuner@127.0.0.1:1/db?password=t0p&sslmode=disable",
     ],
 )
-def test_a_server_that_cannot_be_reached_reads_as_the_store_says_it(url: str) -> None:
+def test_a_server_that_cannot_be_reached_reads_as_the_store_says_it(url: str, driver: str) -> None:
     with pytest.raises(StoreError) as lean:
         open_reader(url)
     with pytest.raises(StoreError) as store:
@@ -282,12 +296,14 @@ def test_the_names_and_types_it_reads_are_the_schemas() -> None:
 
 
 def test_reading_imports_no_sqlalchemy(fleet: str) -> None:
-    """The point of it: `tuner best` on an up-to-date database never imports SQLAlchemy."""
+    """The point of it: `tuner best` on an up-to-date database never imports SQLAlchemy
+    (nor psycopg, where psycopg-binary's libpq serves)."""
     code = (
         "import sys\n"
         "from tuner.cli.main import main\n"
         f"rc = main(['best', '--db', {fleet!r}, '--model', 'minilm', '--seq-len', '16'])\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic', 'optuna', 'numpy'))\n"
+        "heavy = ('sqlalchemy', 'alembic', 'optuna', 'numpy', 'psycopg')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print('LOADED', loaded)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -310,3 +326,50 @@ def test_optuna_storage_is_the_stores(fleet: str) -> None:
         finally:
             mine.engine.dispose()
             theirs.engine.dispose()
+
+
+def test_a_login_refused_reads_as_the_store_says_it(postgres_url: str, driver: str) -> None:
+    """The fast path leaves a refused login to psycopg: the store's words, no password."""
+    from sqlalchemy.engine import make_url
+
+    _fleet(postgres_url)
+    wrong = make_url(postgres_url).set(password="not-the-password").render_as_string(hide_password=False)
+    with pytest.raises(StoreError) as lean:
+        open_reader(wrong)
+    with pytest.raises(StoreError) as store:
+        Store.open(wrong, read_only=True)
+    assert str(lean.value) == str(store.value)
+    assert "refused the login" in str(lean.value) and "not-the-password" not in str(lean.value)
+
+
+def test_a_query_error_on_the_fast_path_is_the_stores_error(fleet: str, driver: str) -> None:
+    """A server's error inside a query (here: the table gone) is a StoreError or a bug,
+    as the store's path judges it, whichever driver reads."""
+    lean = LeanReader.open(fleet)
+    assert lean is not None
+    with lean:
+        execute(fleet, "DROP TABLE tuner_nightly_runs")
+        with pytest.raises(Exception) as raised:
+            lean.nightly_runs()
+    with Store.open(fleet, read_only=True) as store, pytest.raises(Exception) as expected:
+        store.nightly_runs()
+    assert isinstance(raised.value, StoreError) == isinstance(expected.value, StoreError)
+
+
+def test_server_errors_are_classed_as_psycopg_classes_them() -> None:
+    """The store tells a bug from the environment by the DB-API class (via SQLAlchemy):
+    the fast path's classes are psycopg's for every PostgreSQL SQLSTATE."""
+    import psycopg.errors
+
+    from tuner.store import _libpq
+
+    names = ("NotSupportedError", "IntegrityError", "DataError", "ProgrammingError", "InternalError",
+             "OperationalError")
+    checked = 0
+    for code, cls in psycopg.errors._sqlcodes.items():
+        if code[:2] not in _libpq.SQLSTATE_CLASSES and not code[:2].isdigit():
+            continue  # another database's codes (psycopg knows CockroachDB's too)
+        theirs = next((n for n in names if any(k.__name__ == n for k in cls.__mro__)), "DatabaseError")
+        assert _libpq.error_class(code).__name__ == theirs, code
+        checked += 1
+    assert checked > 200

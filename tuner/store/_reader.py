@@ -4,9 +4,11 @@
 300 ms (issue 13). Importing SQLAlchemy's ORM and the store's classes costs most of
 that before any query, so this module imports neither: it opens the database the way
 the read-only ``Store`` does (SQLite through ``read_only_connector``: ``mode=ro``, or
-``immutable=1`` where the folder cannot be written; PostgreSQL through psycopg with
-the same connect timeout, every transaction READ ONLY) and runs plain SQL over the
-table names of ``_names`` (the ones ``_schema`` uses).
+``immutable=1`` where the folder cannot be written; PostgreSQL with psycopg's connect
+arguments, the same connect timeout, every transaction READ ONLY: through the libpq
+psycopg-binary ships, with ctypes (_libpq.py: importing psycopg costs more than all
+the rest), else through psycopg) and runs plain SQL over the table names of
+``_names`` (the ones ``_schema`` uses).
 
 ``LeanReader`` has the read methods `tuner best` calls on a store (``best``, ``peers``,
 ``machines``, ``winners``, ``nightly_runs``, ``replays``, ``optuna_storage``), each
@@ -114,6 +116,7 @@ class LeanReader:
     """A read-only database connection with the store's read methods `tuner best` uses."""
 
     read_only = True
+    driver = ""  # what reads: sqlite3, libpq (psycopg-binary's, through _libpq) or psycopg
 
     def __init__(self, connection: Any, postgres: bool, url: str | None, base: type[Exception]) -> None:
         self._connection = connection
@@ -141,14 +144,25 @@ class LeanReader:
                     return None  # read as empty, by the store
                 base: type[Exception] = sqlite3.Error
                 connect = read_only_connector(where)
+                driver = "sqlite3"
             else:
-                import psycopg
+                from tuner.store import _libpq
 
-                base = psycopg.Error
                 assert isinstance(where, dict)
+                fast = _libpq.connect(where)  # psycopg's own libpq, without importing psycopg
+                if fast is not None:
+                    base, driver = _libpq.Error, "libpq"
 
-                def connect() -> Any:
-                    return psycopg.connect(**where)
+                    def connect() -> Any:
+                        return fast
+
+                else:  # the canonical way: psycopg connects, or says why it cannot
+                    import psycopg
+
+                    base, driver = psycopg.Error, "psycopg"
+
+                    def connect() -> Any:
+                        return psycopg.connect(**where)
 
         except ImportError:
             return None  # no driver: the store says what to install
@@ -157,6 +171,7 @@ class LeanReader:
         except base as exc:
             _raise(exc, url, None, base)
         reader = cls(connection, kind == "postgresql", url, base)
+        reader.driver = driver
         try:
             revisions = reader._revisions()
         except BaseException:
