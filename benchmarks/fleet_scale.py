@@ -23,6 +23,15 @@ fleet queries, and the dashboard, over 100 machines x 10 models x 2,000 trials.
      ``winners``), so what the database adds is seen apart from Python's start;
    - the dashboard (`tuner serve`'s app on this database, as serve_scale.py times it).
 The target (issue 13): `tuner best` under 300 ms end to end.
+
+``--baseline DIR`` also times each `tuner best` from an earlier tuner's source tree,
+interleaved run by run with this one (the same load for both):
+
+    mkdir /tmp/tuner-before && git archive REV | tar -x -C /tmp/tuner-before
+    git rev-parse REV > /tmp/tuner-before/.rev
+    python benchmarks/fleet_scale.py --baseline /tmp/tuner-before --best-only
+
+``--best-only`` times `tuner best` alone (not the queries in one process, not the dashboard).
 """
 
 from __future__ import annotations
@@ -176,23 +185,40 @@ def alone(url: str, here: Any) -> str:
     return url
 
 
-def command(args: list[str], runs: int, ok: tuple[int, ...] = (0,)) -> tuple[list[float], list[float], str]:
+def command(args: list[str], runs: int, ok: tuple[int, ...] = (0,),
+            trees: tuple[Path | None, ...] = (None,)) -> list[tuple[list[float], list[float], str]]:
     """Wall and CPU (user + system) milliseconds of ``tuner ARGS``, a new process each
-    run, after one warm-up; and its last line of output."""
-    walls, cpus, last = [], [], ""
+    run, after one warm-up; and its last line of output. ``trees``: the source trees to
+    run it from, interleaved run by run (None: the installed tuner; a folder: the tuner
+    in it, as ``python -m tuner`` there imports it), one result each."""
+    found: list[tuple[list[float], list[float], str]] = [([], [], "") for _ in trees]
     for i in range(runs + 1):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "tuner", *args], capture_output=True, text=True)
-        wall = (time.perf_counter() - started) * 1000
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if done.returncode not in ok:
-            raise SystemExit(f"tuner {' '.join(args[:2])} ... exited {done.returncode}: {done.stderr[-2000:]}")
-        last = (done.stderr.strip().splitlines() or [""])[-1]
-        if i:
-            walls.append(wall)
-            cpus.append(((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000)
-    return walls, cpus, last
+        for (walls, cpus, _), tree, k in zip(found, trees, range(len(trees))):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "tuner", *args], capture_output=True, text=True,
+                                  cwd=tree)
+            wall = (time.perf_counter() - started) * 1000
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if done.returncode not in ok:
+                raise SystemExit(f"tuner {' '.join(args[:2])} ... exited {done.returncode}: {done.stderr[-2000:]}")
+            found[k] = (walls, cpus, (done.stderr.strip().splitlines() or [""])[-1])
+            if i:
+                walls.append(wall)
+                cpus.append(((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1000)
+    return found
+
+
+def baseline_tree(folder: Path) -> str:
+    """The revision of an earlier tuner's source tree (``git archive REV | tar -x -C
+    FOLDER``; its .rev file, if any, names it), checked to be what ``python -m tuner``
+    imports there."""
+    done = subprocess.run([sys.executable, "-c", "import tuner; print(tuner.__file__)"], capture_output=True,
+                          text=True, cwd=folder, check=True)
+    if not Path(done.stdout.strip()).resolve().is_relative_to(folder.resolve()):
+        raise SystemExit(f"--baseline {folder}: python -m tuner there imports {done.stdout.strip()}, not its tuner/")
+    rev = folder / ".rev"
+    return rev.read_text().strip()[:10] if rev.is_file() else folder.name
 
 
 def in_process(call: Callable[[], Any], runs: int) -> list[float]:
@@ -248,6 +274,11 @@ def main() -> int:
                         help="the synthetic fleet as SQLite (built when missing; serve_scale.py's default file)")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--explain", action="store_true", help="print PostgreSQL's plans of the `tuner best` queries")
+    parser.add_argument("--baseline", type=Path, action="append", default=[], metavar="DIR",
+                        help="also time `tuner best` from an earlier tuner's source tree (git archive REV | tar -x "
+                             "-C DIR), interleaved run by run with this one (repeatable)")
+    parser.add_argument("--best-only", action="store_true",
+                        help="time `tuner best` alone (not the store's queries, not the dashboard)")
     args = parser.parse_args()
     if not args.server:
         parser.error("pass --server postgresql://... (or start one: eval \"$(scripts/start-postgres.sh)\")")
@@ -272,6 +303,8 @@ def main() -> int:
     print(f"# {here.cpu.model_name} (family {here.cpu.family}, model {here.cpu.model}), "
           f"{len(here.available_cpus)} CPUs; load average {os.getloadavg()[0]:.1f} at the start")
 
+    trees: tuple[Path | None, ...] = (None, *args.baseline)
+    revisions = {tree: baseline_tree(tree) for tree in args.baseline}
     rows: list[tuple[str, list[float], list[float] | None]] = []
     for label, cli, ok in [
         ("tuner best --format json (this machine's winner)", ["best", "--db", url, "--model", MODEL], (0,)),
@@ -284,9 +317,26 @@ def main() -> int:
         ("tuner best --format json, SQLite with this winner alone",
          ["best", "--db", sqlite_alone, "--model", MODEL], (0,)),
     ]:
-        walls, cpus, last = command(cli, env_runs, ok)
-        rows.append((label, walls, cpus))
-        print(f"  {label}: {statistics.median(walls):.0f} ms ({last[:120]})", file=sys.stderr)
+        for (walls, cpus, last), tree in zip(command(cli, env_runs, ok, trees), trees):
+            shown = label if tree is None else f"{label}, before ({revisions[tree]})"
+            rows.append((shown, walls, cpus))
+            print(f"  {shown}: {statistics.median(walls):.0f} ms ({last[:120]})", file=sys.stderr)
+    if args.best_only:
+        _table(rows, args.runs)
+        return 0
+
+    from tuner.store import LeanReader
+
+    lean = LeanReader.open(url)
+    assert lean is not None
+    with lean:
+        for label, call in [
+            ("lean best (`tuner best`'s read, no SQLAlchemy)", lambda: lean.best(here.fingerprint, MODEL, seq_len=SEQ)),
+            ("lean peers", lambda: lean.peers(OTHER_MODEL, None, 1, "p50", winners_only=True)),
+            ("lean machines + winners (the staleness check)",
+             lambda: (lean.machines(), lean.winners([lean.best(here.fingerprint, MODEL)[0].machine_id]))),
+        ]:
+            rows.append((label, in_process(call, args.runs * 3), None))
 
     with Store.open(url, read_only=True) as store:
         model_hash = f"{3:064x}"
@@ -305,19 +355,25 @@ def main() -> int:
         if args.explain:
             _explain(store, here.fingerprint)
 
-    print(f"\n100 machines x 10 models x 2,000 trials on PostgreSQL; {args.runs} runs after a warm-up "
-          f"(in-process queries: {args.runs * 3})")
-    print("| what | median ms | slowest ms | CPU ms (median) |")
-    print("|---|---|---|---|")
+    _table(rows, args.runs, dashboard(url, args.runs))
+    return 0
+
+
+def _table(rows: list[tuple[str, list[float], list[float] | None]], runs: int,
+           dashboard_rows: list[tuple[str, float, float]] | None = None) -> None:
+    print(f"\n100 machines x 10 models x 2,000 trials on PostgreSQL; {runs} runs after a warm-up "
+          f"(in-process queries: {runs * 3})")
+    print("| what | median ms | slowest ms | CPU ms (median) | CPU ms (slowest) |")
+    print("|---|---|---|---|---|")
     for label, times, cpus in rows:
-        cpu = f"{statistics.median(cpus):.0f}" if cpus else "-"
+        cpu = f"{statistics.median(cpus):.0f} | {max(cpus):.0f}" if cpus else "- | -"
         print(f"| {label} | {statistics.median(times):.1f} | {max(times):.1f} | {cpu} |")
-    for label, median, slowest in dashboard(url, args.runs):
-        print(f"| dashboard: {label} | {median:.1f} | {slowest:.1f} | - |")
-    worst = max(statistics.median(t) for label, t, c in rows if c is not None and "alone" not in label)
+    for label, median, slowest in dashboard_rows or []:
+        print(f"| dashboard: {label} | {median:.1f} | {slowest:.1f} | - | - |")
+    mine = [(label, t) for label, t, c in rows if c is not None and "alone" not in label and "before" not in label]
+    worst = max(statistics.median(t) for _, t in mine)
     print(f"\ntarget: `tuner best` under {TARGET_MS:.0f} ms end to end: {'met' if worst < TARGET_MS else 'NOT met'} "
           f"(slowest median {worst:.0f} ms); load average {os.getloadavg()[0]:.1f} at the end")
-    return 0
 
 
 def _explain(store: Any, fingerprint: str) -> None:
