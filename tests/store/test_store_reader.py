@@ -373,3 +373,12 @@ def test_server_errors_are_classed_as_psycopg_classes_them() -> None:
         assert _libpq.error_class(code).__name__ == theirs, code
         checked += 1
     assert checked > 200
+
+
+def test_a_url_psycopg_refuses_reads_as_the_store_says_it(driver: str) -> None:
+    url = "postgresql://tuner:s3cret@127.0.0.1:1/db?connect_timeout=abc"
+    with pytest.raises(StoreError) as lean:
+        open_reader(url)
+    with pytest.raises(StoreError) as store:
+        Store.open(url, read_only=True)
+    assert str(lean.value) == str(store.value) and "s3cret" not in str(lean.value)

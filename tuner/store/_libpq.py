@@ -174,7 +174,10 @@ def connect(arguments: dict[str, Any]) -> Connection | None:
     except (OSError, AttributeError):
         return None
     settings = {key: str(value) for key, value in arguments.items()}
-    timeout = int(settings.get("connect_timeout", FIRST_TRY_S) or FIRST_TRY_S)
+    try:
+        timeout = int(settings.get("connect_timeout") or FIRST_TRY_S)
+    except ValueError:
+        return None  # psycopg says what is wrong with it
     settings["connect_timeout"] = str(min(timeout, FIRST_TRY_S) if timeout > 0 else FIRST_TRY_S)
     settings["client_encoding"] = "UTF8"
     keys = (ctypes.c_char_p * (len(settings) + 1))(*[k.encode() for k in settings], None)
