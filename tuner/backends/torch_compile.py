@@ -74,6 +74,11 @@ class TorchCompileBackend:
         set_threads(threads)
         inductor_config.freezing = True
         inductor_config.fx_graph_cache = True
+        # Every model is wrapped in OutputOnly, so every compile is of one forward code
+        # object: in a process that loads several (tests, benchmarks; a trial loads one)
+        # dynamo would count each as a recompile and, past its limit, silently run the
+        # model eager. Each load starts from dynamo's empty state instead.
+        torch._dynamo.reset()
         module = load_output_only(model)
         compiled = torch.compile(module, backend="inductor", mode=mode, dynamic=False, fullgraph=False)
         return ModulePredictor(
