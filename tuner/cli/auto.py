@@ -421,8 +421,9 @@ def _print_result(outcome: StudyOutcome) -> None:
 
 def _remeasured(candidate: Candidate | None, outcome: StudyOutcome) -> float | None:
     """The figure a speedup is computed from for one side of the finalists'
-    re-measurement: the objective's statistic over all its processes' calls pooled
-    (tuner.search.stats), or, for throughput, the mean of one rate per process."""
+    re-measurement: the objective's statistic over its processes' calls pooled, each
+    process weighing the same (tuner.search.stats.pooled_statistic), or, for
+    throughput, the mean of one rate per process."""
     if candidate is None or not candidate.measured:
         return None
     runs = candidate.measured
@@ -433,12 +434,12 @@ def _remeasured(candidate: Candidate | None, outcome: StudyOutcome) -> float | N
             throughput_of(r.stats.get("median"), r.stats.get("throughput"), outcome.workload.batch) or 0.0 for r in runs
         ]
         return sum(rates) / len(rates)
-    import numpy as np
+    from tuner.search.stats import pooled_statistic
 
-    from tuner.search.stats import statistic
-
-    pooled = np.concatenate([np.asarray(r.samples_ms, dtype=np.float64) for r in runs])
-    return float(statistic(outcome.objective, pooled))
+    # Each process weighing the same, as the speedup's point estimate does: pooling the
+    # calls instead let a fast process outvote a slow one, and the two figures printed
+    # beside the speedup did not divide to it on a noisy host.
+    return pooled_statistic([r.samples_ms for r in runs], outcome.objective)
 
 
 def _print_remeasured(candidate: Candidate | None, outcome: StudyOutcome) -> None:
