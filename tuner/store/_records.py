@@ -66,6 +66,31 @@ class BestRecord:
     finalists: list[dict[str, Any]] | None = None  # each finalist's re-measured speedup and interval
 
 
+def best_record(row: Any, fingerprint: str, model_id: str, content_hash: str) -> BestRecord:
+    """A BestRecord from a tuner_best row (the ORM's or a query's: same attribute names)
+    and its machine's and model's identity, for the store and its fleet queries alike."""
+    return BestRecord(
+        machine_id=row.machine_id,
+        fingerprint=fingerprint,
+        model_pk=row.model_pk,
+        model_id=model_id,
+        content_hash=content_hash,
+        seq_len=row.seq_len,
+        batch=row.batch,
+        objective=row.objective,
+        trial_id=row.trial_id,
+        config=row.config,
+        metrics=row.metrics,
+        default_median_ms=row.default_median_ms,
+        speedup=row.speedup,
+        updated=row.updated,
+        speedup_low=row.speedup_low,
+        speedup_high=row.speedup_high,
+        significant=row.significant,
+        finalists=row.finalists,
+    )
+
+
 @dataclass(frozen=True)
 class ReplayRecord:
     """One fresh-process re-measurement of a configuration (a finalist round, a verify round)."""

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tuner.hardware.similarity import Similarity, similarity
-from tuner.store._records import BestRecord
+from tuner.store._records import BestRecord, best_record
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -88,7 +88,7 @@ class FleetQueries:
             for row, fingerprint, model_id, content_hash in session.execute(
                 best_query.order_by(BestRow.seq_len, BestRow.id)
             ):
-                winners.setdefault(row.machine_id, _best(row, fingerprint, model_id, content_hash))
+                winners.setdefault(row.machine_id, best_record(row, fingerprint, model_id, content_hash))
             studies: dict[int, list[int]] = {}
             if not winners_only:
                 for study_id, machine_id in session.execute(study_query.order_by(StudyRow.id.desc())):
@@ -156,26 +156,3 @@ def _with(peer: PeerRecord, level: Similarity) -> PeerRecord:
     from dataclasses import replace
 
     return replace(peer, similarity=level)
-
-
-def _best(row: Any, fingerprint: str, model_id: str, content_hash: str) -> BestRecord:
-    return BestRecord(
-        machine_id=row.machine_id,
-        fingerprint=fingerprint,
-        model_pk=row.model_pk,
-        model_id=model_id,
-        content_hash=content_hash,
-        seq_len=row.seq_len,
-        batch=row.batch,
-        objective=row.objective,
-        trial_id=row.trial_id,
-        config=row.config,
-        metrics=row.metrics,
-        default_median_ms=row.default_median_ms,
-        speedup=row.speedup,
-        updated=row.updated,
-        speedup_low=row.speedup_low,
-        speedup_high=row.speedup_high,
-        significant=row.significant,
-        finalists=row.finalists,
-    )

@@ -33,6 +33,7 @@ from tuner.store._records import (
     MachineRecord,
     ModelRecord,
     ReplayRecord,
+    best_record,
 )
 from tuner.store._similar import FleetQueries
 from tuner.store._trials import NewTrial, StudyRecord, TrialRecord
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
     from sqlalchemy.orm import Session
 
-    from tuner.store._schema import BestRow, StudyRow, TrialRow
+    from tuner.store._schema import StudyRow, TrialRow
 
 
 class DuplicateTrialError(StoreError):
@@ -617,7 +618,7 @@ class Store(NightlyRuns, FleetQueries, Claims):
             query = query.where(BestRow.seq_len == seq_len)
         with self._transaction() as session:
             rows = session.execute(query.order_by(BestRow.seq_len, ModelRow.id))
-            return [_best_record(*row) for row in rows]
+            return [best_record(*row) for row in rows]
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -723,27 +724,4 @@ def _study_record(row: "StudyRow", fingerprint: str, model_id: str, content_hash
         updated=row.updated,
         n_trials=int(n_trials),
         pareto=row.pareto,
-    )
-
-
-def _best_record(row: "BestRow", fingerprint: str, model_id: str, content_hash: str) -> BestRecord:
-    return BestRecord(
-        machine_id=row.machine_id,
-        fingerprint=fingerprint,
-        model_pk=row.model_pk,
-        model_id=model_id,
-        content_hash=content_hash,
-        seq_len=row.seq_len,
-        batch=row.batch,
-        objective=row.objective,
-        trial_id=row.trial_id,
-        config=row.config,
-        metrics=row.metrics,
-        default_median_ms=row.default_median_ms,
-        speedup=row.speedup,
-        updated=row.updated,
-        speedup_low=row.speedup_low,
-        speedup_high=row.speedup_high,
-        significant=row.significant,
-        finalists=row.finalists,
     )
