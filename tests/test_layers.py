@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tuner"
 # Bottom to top. A module may import its own unit and the units of lower layers;
 # units that share a layer may not import each other.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "paths", "vocabulary", "_version"),
+    ("errors", "paths", "vocabulary", "_version", "_metadata"),
     ("hardware",),
     ("hub",),
     ("model",),

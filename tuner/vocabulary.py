@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from importlib import metadata
 from typing import Any
 
 
@@ -116,16 +115,6 @@ def describe_config(config: dict[str, Any]) -> str:
     head = f"{config.get('backend')} {config.get('precision', '')}".strip()
     rest = [f"{k}={v}" for k, v in config.items() if k not in ("backend", "precision")]
     return f"{head} ({', '.join(rest)})" if rest else head
-
-
-def distribution_version(*names: str) -> str | None:
-    """The version of the first of these distributions that is installed (None: none is)."""
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def version_or_absent(version: str | None) -> str:

@@ -1,7 +1,8 @@
 """Installed versions of the libraries that decide inference speed.
 
-Read from package metadata (importlib.metadata), never by importing: importing torch
-alone takes seconds, and ``tuner detect`` must be quick.
+Read from package metadata (what importlib.metadata answers, read the cheap way by
+tuner._metadata), never by importing: importing torch alone takes seconds, and
+``tuner detect`` must be quick.
 
 Which libraries: the tuner's own (optuna, whose sampler decides what is tried) and
 every library a backend declares in its search-space file (``[backend] libraries``,
@@ -18,11 +19,10 @@ import sys
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from tuner import paths
-from tuner.vocabulary import distribution_version
+from tuner._metadata import distribution_version, version
 
 __all__ = ["TUNER_LIBRARIES", "Library", "declared_libraries", "library_versions"]
 
@@ -55,10 +55,9 @@ class Library:
     def installed(self) -> tuple[str, str] | None:
         """(distribution, version) of the first alternative installed; None: none is."""
         for name in self.distributions:
-            try:
-                return name, metadata.version(name)
-            except metadata.PackageNotFoundError:
-                continue
+            found = version(name)
+            if found is not None:
+                return name, found
         return None
 
 

@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tuner._metadata import distribution_version
 from tuner.errors import UnsupportedConfigError
 from tuner.trial import accuracy
 from tuner.trial.measure import measure, stability_flags, summarize
 from tuner.trial.noise import InterferenceMeter
 from tuner.trial.probe import probe, remember_start, start_cpus
 from tuner.trial.spec import ERROR, OK, PRUNED, UNSUPPORTED, TrialResult, TrialSpec
-from tuner.vocabulary import distribution_version, version_or_absent
+from tuner.vocabulary import version_or_absent
 
 if TYPE_CHECKING:
     from tuner.backends.base import Predictor
