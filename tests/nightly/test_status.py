@@ -21,7 +21,7 @@ from tuner.model import ModelRef
 from tuner.nightly.config import NightlyConfig, load_config
 from tuner.nightly.plan import CONFIRM, RETUNE, SKIP, TUNE, VERIFY, make_plan
 from tuner.nightly.run import fit_seeds
-from tuner.nightly.status import DRIFTED, FRESH, MISSING, STALE, UNAVAILABLE, Assessor
+from tuner.nightly.status import DRIFTED, FRESH, HERE, MISSING, STALE, UNAVAILABLE, Assessor, judge_winners
 from tuner.space import load_space
 from tuner.store import Store
 
@@ -200,6 +200,42 @@ def test_a_verify_below_the_stored_interval_is_drift_and_is_retuned(store: Store
     assert statuses[0].state == DRIFTED
     assert "measured 1.20x" in statuses[0].reasons[0] and "against the stored 2.00x" in statuses[0].reasons[0]
     assert plan[0].action == RETUNE and plan[0].short and plan[0].reason.startswith("drifted")
+
+
+class _NoOtherMachine:
+    """A store whose every machine and nightly run reading fails: what `tuner best`'s
+    staleness check must not need (on a fleet's database they cost more than the rest)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("machines", "nightly_runs"):
+            raise AssertionError(f"judge_winners read {name}()")
+        return getattr(self._store, name)
+
+
+def test_judge_winners_judges_this_machines_winners_as_assess_does(store: Store) -> None:
+    """`tuner best`'s staleness check: this machine's winners of one model, judged as
+    `tuner status` judges them, read without the database's other machines."""
+    here = machine("zen4", hostname="here")
+    study_id, trial_id = store_winner(store, here, seq_len=16)
+    _verify_rounds(store, study_id, trial_id, store.trial_by_id(trial_id).config, winner_ms=5.0, default_ms=6.0)
+    store_winner(store, here, seq_len=32, space_hash="0" * 16)
+    store_winner(store, here, seq_len=48)
+    store_winner(store, here, seq_len=64, content="content-b")  # other weights: another model
+    store_winner(store, machine("zen4", hostname="here", onnxruntime="1.0.0"), seq_len=128)  # its past
+    store_winner(store, machine("sapphire_rapids", hostname="other"), seq_len=16)
+    store.start_nightly_run(machine_id=None, hostname="here", fingerprint=here.fingerprint, pid=1,
+                            settings={"previous_hosts": ["other"]}, plan=[])
+
+    judged = judge_winners(_NoOtherMachine(store), here, "content-a", [16, 32, 48, 64, 128], 1, "p50")
+    assessed = [s for s in assess(store, here)[0] if s.source == HERE and s.winner.model.content_hash == "content-a"]
+    assert [(s.seq_len, s.state, s.reasons, s.winner.best.trial_id) for s in judged] == [
+        (s.seq_len, s.state, s.reasons, s.winner.best.trial_id) for s in assessed]
+    assert [(s.seq_len, s.state) for s in judged] == [(16, DRIFTED), (32, STALE), (48, FRESH)]
+    assert judge_winners(store, here, "content-a", [16], 1, "throughput") == []
+    assert judge_winners(store, machine("graviton3"), "content-a", [16], 1, "p50") == []
 
 
 def test_a_config_file_adds_workloads_and_explains_its_mistakes(tmp_path: Path, store: Store) -> None:

@@ -375,7 +375,13 @@ def judge_winners(
     wanted = set(seq_lens)
     assessor = Assessor(store, machine)
     try:
-        here, _, _, _ = assessor.machines()
+        # Only this machine's winners are judged, so only its row is needed: the machine
+        # with this fingerprint, found through its winners of the model (without one it
+        # has nothing to judge). Not Assessor.machines(), which reads every machine of
+        # the database and its nightly runs, for the previous incarnations and similar
+        # machines `tuner status` also judges: on a fleet's database (101 machines) that
+        # took `tuner best` 8 ms, 5 of CPU, more than its other queries together.
+        here = {b.machine_id for b in store.best(machine.fingerprint, model_hash, batch=batch, objective=objective)}
         found = []
         for w in store.winners(machine_ids=sorted(here)):
             best = w.best
