@@ -295,20 +295,56 @@ def test_the_names_and_types_it_reads_are_the_schemas() -> None:
             assert of_kind == set(decoded.get(table, ())), (table, kinds.__name__)
 
 
-def test_reading_imports_no_sqlalchemy(fleet: str) -> None:
-    """The point of it: `tuner best` on an up-to-date database never imports SQLAlchemy
-    (nor psycopg, where psycopg-binary's libpq serves)."""
+def _join_this_machine(url: str) -> None:
+    """This machine with a fresh winner of "mine" at seq 16, as `tuner auto` leaves one
+    (the space's hash today's, so the staleness check needs no Optuna)."""
+    from tuner.space import load_space
+
+    here = detect()
+    with Store.open(url) as store:
+        machine = store.upsert_machine(
+            here.to_dict(), here.fingerprint, here.hardware_fingerprint, here.software_fingerprint, here.hostname
+        )
+        model = store.upsert_model("mine", "hash-mine", "/models/mine", "embedding")
+        study = store.get_or_create_study(
+            machine, model, 16, 1, "p50", load_space(here).content_hash(), "mine-16", {}
+        )
+        config = {"backend": "onnxruntime", "precision": "int8", "threads": 1}
+        trial = store.record_trial(NewTrial(study.id, 0, config, "ok", value=2.0, median_ms=2.0))
+        store.set_best(machine, model, 16, 1, "p50", trial, config, {"median_ms": 2.0}, 5.0, 2.5)
+
+
+# What `tuner best` must not import: SQLAlchemy and the rest of the store's stack (nor
+# psycopg, where psycopg-binary's libpq serves), the Store class itself, and what
+# importlib.metadata brings (tuner._metadata reads versions without it).
+HEAVY = ("sqlalchemy", "alembic", "optuna", "numpy", "psycopg", "email", "tuner.store._store", "importlib.metadata")
+
+
+@pytest.mark.parametrize(
+    ("form", "exit_code"),
+    [
+        (["--model", "mine", "--seq-len", "16"], 0),  # this machine's winner, its staleness checked
+        (["--model", "mine", "--format", "shell"], 0),
+        (["--model", "minilm", "--seq-len", "16"], 2),  # no winner here: names the most similar machine
+        (["--model", "minilm", "--seq-len", "16", "--from-similar"], 0),
+        (["--model", "hash-new", "--seq-len", "16", "--from-similar", "--format", "shell"], 0),
+    ],
+    ids=["json", "shell", "no-winner", "from-similar", "from-similar-shell"],
+)
+def test_reading_imports_no_sqlalchemy(fleet: str, form: list[str], exit_code: int) -> None:
+    """The point of it: `tuner best` on an up-to-date database, in each of its forms,
+    never imports what it does not need."""
+    _join_this_machine(fleet)
     code = (
         "import sys\n"
         "from tuner.cli.main import main\n"
-        f"rc = main(['best', '--db', {fleet!r}, '--model', 'minilm', '--seq-len', '16'])\n"
-        "heavy = ('sqlalchemy', 'alembic', 'optuna', 'numpy', 'psycopg')\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
-        "print('LOADED', loaded)\n"
+        f"rc = main(['best', '--db', {fleet!r}, *{form!r}])\n"
+        f"heavy = {HEAVY!r}\n"
+        "loaded = sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy))\n"
+        "print('RC', rc, 'LOADED', loaded)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert "LOADED []" in done.stdout, done.stdout + done.stderr
-
+    assert f"RC {exit_code} LOADED []" in done.stdout, done.stdout + done.stderr
 
 
 def test_optuna_storage_is_the_stores(fleet: str) -> None:

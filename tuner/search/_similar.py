@@ -24,12 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.hardware.similarity import Similarity
 from tuner.search import objective as objectives
-from tuner.store import PeerRecord, Store, StudyRecord, rank_peers
+from tuner.store import rank_peers
 from tuner.vocabulary import Objective, config_key
 
 if TYPE_CHECKING:
+    # Types only: `tuner best --from-similar` imports this module (carried_over) and
+    # reads through the lean reader; the Store class and the records of studies would
+    # cost it their import for nothing.
     from tuner.hardware import MachineInfo
     from tuner.space import Space
+    from tuner.store import PeerRecord, Store, StudyRecord
 
 # The closest machines whose results a new study starts from.
 WARM_MACHINES = 3

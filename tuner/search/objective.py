@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, Protocol, TypeVar
 
-from tuner.trial import spec as S
-from tuner.vocabulary import OBJECTIVES, Objective
+from tuner.vocabulary import OBJECTIVES, Objective, TrialStatus
 
 __all__ = [
     "OBJECTIVES",
@@ -90,7 +89,11 @@ def best(trials: Iterable[R], objective: str) -> R | None:
     found_value = 0.0
     for t in trials:
         value = t.value
-        if t.status == S.OK and value is not None and (found is None or better(objective, value, found_value)):
+        if (
+            t.status == TrialStatus.OK
+            and value is not None
+            and (found is None or better(objective, value, found_value))
+        ):
             found, found_value = t, value
     return found
 
