@@ -60,9 +60,10 @@ def test_stale_rule() -> None:
     from tuner.service.stale import stale_reasons
 
     def machine(id_: int, host: str, hw: str, sw: str, day: int, onnxruntime: str = "1.0") -> dict[str, Any]:
+        cpu = {"model_name": f"CPU {hw}", "isa": {"avx2": True, "avx512_vnni": hw == "h2"}}
         return {"id": id_, "hostname": host, "hardware_fingerprint": hw, "software_fingerprint": sw,
                 "last_seen": datetime(2026, 1, day, tzinfo=UTC),
-                "info": {"libraries": {"onnxruntime": onnxruntime}}}
+                "info": {"libraries": {"onnxruntime": onnxruntime}, "cpu": cpu}}
 
     reasons = stale_reasons([
         machine(1, "a", "h1", "s1", 1), machine(2, "a", "h1", "s2", 2, "1.1"),  # software changed
@@ -71,7 +72,7 @@ def test_stale_rule() -> None:
     ])
     assert set(reasons) == {1, 4}
     assert "software" in reasons[1] and "onnxruntime 1.0 -> 1.1" in reasons[1]
-    assert "hardware" in reasons[4]
+    assert "hardware" in reasons[4] and "CPU h2 -> CPU h1; avx512_vnni disappeared" in reasons[4]
 
 
 def test_compare_two_machines(synthetic: Any) -> None:

@@ -1,18 +1,21 @@
-"""Which stored results no longer describe their machine.
+"""Which stored results no longer describe their machine, for the overview.
 
-Provisional rule, to be replaced by issue 14's status module (tuner/nightly/status.py,
-``tuner status``), which also weighs the model's hash, the search space, the tuner
-version and the last verify, but judges winners for the machine it runs on; the
-overview needs a verdict for every machine of a fleet from the stored rows alone:
-a machine row's results are stale when a newer row of the same hostname (seen
+``tuner status`` (tuner/nightly/status.py) judges the winners of the machine it runs
+on, against that machine detected now, and also weighs the model's hash, the search
+space, the tuner version and the last verify. The dashboard detects nothing (it may
+run anywhere, on a fleet's database) and judges every machine from the stored rows
+alone: a machine row's results are stale when a newer row of the same hostname (seen
 later) has another hardware or software fingerprint, i.e. that host has been
-re-detected since with other hardware or other library versions.
+re-detected since with other hardware or other library versions. What changed is
+said in ``tuner status``'s words (tuner.nightly.depends).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from tuner.nightly.depends import hardware_changes
 
 
 def stale_reasons(machines: Sequence[Mapping[str, Any]]) -> dict[int, str]:
@@ -29,8 +32,10 @@ def stale_reasons(machines: Sequence[Mapping[str, Any]]) -> dict[int, str]:
             if machine is newest:
                 continue
             if machine["hardware_fingerprint"] != newest["hardware_fingerprint"]:
+                changed = hardware_changes(machine.get("info") or {}, newest.get("info") or {})
+                what = f": {'; '.join(changed)}" if changed else ""
                 reasons[machine["id"]] = (
-                    f"the hardware of {machine['hostname']} changed since "
+                    f"the hardware of {machine['hostname']} changed since{what} "
                     f"(machine {newest['id']}, seen {newest['last_seen']:%Y-%m-%d})"
                 )
             elif machine["software_fingerprint"] != newest["software_fingerprint"]:
