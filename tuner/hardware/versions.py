@@ -14,17 +14,19 @@ checker uses too: one reading of the format.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuner import paths
 from tuner._metadata import distribution_version, version
 
-__all__ = ["TUNER_LIBRARIES", "Library", "declared_libraries", "library_versions"]
+__all__ = ["TUNER_LIBRARIES", "Library", "declared_libraries", "library_versions", "toml_document"]
 
 # A distribution's name as PyPI spells it (PEP 508).
 _DISTRIBUTION = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
@@ -65,6 +67,15 @@ class Library:
 TUNER_LIBRARIES: tuple[Library, ...] = (Library("optuna", ("optuna",)),)
 
 
+@functools.lru_cache(maxsize=256)
+def toml_document(text: str) -> dict[str, Any]:
+    """``tomllib.loads(text)``, once per content and process: ``detect()`` reads the
+    search-space files here and the space loader (tuner.space.schema) reads the same
+    files again; parsing them is most of what either costs `tuner best`. Shared, so
+    read only. Raises TOMLDecodeError as tomllib does."""
+    return tomllib.loads(text)
+
+
 def declared_libraries(directory: Path | None = None) -> tuple[Library, ...]:
     """Every library the backend files of ``directory`` (default: the project's
     search_spaces/) declare, once each, by name. A malformed entry is skipped here:
@@ -73,7 +84,7 @@ def declared_libraries(directory: Path | None = None) -> tuple[Library, ...]:
     found: dict[str, Library] = {}
     for path in sorted(folder.glob("*.toml")):
         try:
-            table = tomllib.loads(path.read_text(encoding="utf-8")).get("backend", {})
+            table = toml_document(path.read_text(encoding="utf-8")).get("backend", {})
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             continue
         entries = table.get("libraries", []) if isinstance(table, dict) else []

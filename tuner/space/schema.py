@@ -15,7 +15,7 @@ from typing import Any
 from tuner.errors import SpaceFileError
 from tuner.hardware.cpu import KNOWN_ISA
 from tuner.hardware.libraries import LIBRARIES
-from tuner.hardware.versions import Library
+from tuner.hardware.versions import Library, toml_document
 from tuner.space.requirements import Requirements
 from tuner.vocabulary import OBJECTIVES
 
@@ -321,7 +321,8 @@ def read_space_file(path: Path, backends: set[str] | frozenset[str], text: str |
     content when the caller has read it already."""
     check = _Checker(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8") if text is None else text)
+        # Parsed once per content (detect() has read these files already); read only.
+        data = toml_document(path.read_text(encoding="utf-8") if text is None else text)
     except tomllib.TOMLDecodeError as exc:
         raise check.fail(f"invalid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
