@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -424,6 +423,8 @@ def _first_contact(call: Callable[[], Any], hub_id: HubId, url: str) -> Any:
             outcome["value"] = call()
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc
+
+    import threading  # here: only a download gets here, and `tuner best` imports this module
 
     deadline = FIRST_CONTACT_DEADLINE_S + max(0.0, _etag_timeout() - READ_TIMEOUT_S)
     thread = threading.Thread(target=run, name="tuner-hub-first-contact", daemon=True)

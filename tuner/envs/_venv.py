@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -72,6 +71,10 @@ def _tuner_source() -> Path | None:
 def _run(argv: Sequence[str], quiet: bool) -> None:
     """Run a build step, its output on the terminal (pip's progress is the feedback a
     several-GB download needs), or captured and shown only when it fails."""
+    # subprocess is imported where something runs: `tuner best` imports this module (for
+    # worker_python) on every call and runs nothing, and the import costs it milliseconds.
+    import subprocess
+
     if quiet:
         captured = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         returncode, output = captured.returncode, captured.stdout
@@ -162,6 +165,8 @@ def _base_python() -> str:
 
 
 def _site_packages(python: str) -> Path:
+    import subprocess
+
     out = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True,
@@ -205,6 +210,8 @@ def _check_imports(python: str, decl: EnvDecl) -> dict[str, str]:
     versions of the declared packages."""
     modules = ["tuner.trial.worker", *decl.imports]
     names = [project_name(p) for p in requested_packages(decl)]
+    import subprocess
+
     done = subprocess.run([python, "-c", _CHECK, *modules], input=json.dumps(names), capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-8:])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +89,11 @@ def _hostname(root: Path, is_host: bool) -> str:
     name = _read(root / "proc" / "sys" / "kernel" / "hostname").strip()
     if name:
         return name
-    return socket.gethostname() if is_host else root.name
+    if not is_host:
+        return root.name
+    import socket  # here: /proc names the host almost always, and socket costs tuner best's start-up
+
+    return socket.gethostname()
 
 
 def _available_cpus(root: Path, is_host: bool, logical: list[int], here: bool = False) -> list[int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -112,6 +111,8 @@ def _binding_cpus(config: dict[str, Any], machine: "MachineInfo", count: int) ->
 
 @functools.lru_cache(maxsize=64)
 def _numactl_refusal_cached(numactl: str, args: tuple[str, ...]) -> str | None:
+    import subprocess  # here: only a numactl binding runs it, and `tuner best` imports this module
+
     try:
         proc = subprocess.run([numactl, *args, "true"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
