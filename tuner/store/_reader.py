@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qsl, unquote
 
 from tuner.store._names import (
@@ -45,7 +45,11 @@ from tuner.store._names import (
 )
 from tuner.store._nightly import NightlyRunRecord, WinnerRecord
 from tuner.store._records import BestRecord, MachineRecord, ModelRecord, ReplayRecord
-from tuner.store._similar import PeerRecord
+
+if TYPE_CHECKING:
+    # Imported in peers(): the fleet's record (and the similarity ranking its module
+    # brings) is for the forms of `tuner best` that look at other machines.
+    from tuner.store._similar import PeerRecord
 
 # How each column is stored, where it is not a plain number or text: decoded as the
 # schema's types decode them (SafeJSON, UTCDateTime, Boolean). tests/store checks
@@ -250,6 +254,8 @@ class LeanReader:
         exclude_fingerprint: str | None = None,
     ) -> list[PeerRecord]:
         """``Store.peers``: the machines with a winner (or a study) of the workload."""
+        from tuner.store._similar import PeerRecord
+
         where = "(d.model_id = ? OR d.content_hash = ?) AND {t}.batch = ? AND {t}.objective = ?"
         params: list[Any] = [model, model, batch, objective]
         if seq_len is not None:
