@@ -14,7 +14,8 @@ fleet queries, and the dashboard, over 100 machines x 10 models x 2,000 trials.
    ``org/encoder-3`` at seq 128 (as `tuner auto` leaves one: a study, its trials, the
    winner). The synthetic machines' winners stay theirs.
 3. Timed, each ``--runs`` times after a warm-up (median and slowest):
-   - `tuner best` as a deploy script runs it, a new process each time: this machine's
+   - `tuner best` as a deploy script runs it, a new process each time (its bytecode
+     written first, as installing it writes it: ``compile_bytecode``): this machine's
      winner as JSON, as a shell prefix; a model it has no winner for (the error that
      names the most similar machine); that one with ``--from-similar``; and the first,
      for comparison, against a PostgreSQL database and a SQLite file that hold this
@@ -185,6 +186,20 @@ def alone(url: str, here: Any) -> str:
     return url
 
 
+def compile_bytecode(tree: Path | None) -> None:
+    """Write the bytecode of the tuner ``python -m tuner`` imports from ``tree`` (None:
+    from here), as installing it does. Where PYTHONDONTWRITEBYTECODE is set (as in the
+    sessions these figures come from), a fresh source tree has none and every changed
+    module has stale bytecode, so each run would compile them again: 100 ms or more of
+    a `tuner best` here, which a deployed tuner never pays, and more for a tree freshly
+    unpacked than for this one."""
+    done = subprocess.run([sys.executable, "-c", "import tuner; print(tuner.__file__)"], capture_output=True,
+                          text=True, cwd=tree, check=True)
+    package = Path(done.stdout.strip()).parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], cwd=tree, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
 def command(args: list[str], runs: int, ok: tuple[int, ...] = (0,),
             trees: tuple[Path | None, ...] = (None,)) -> list[tuple[list[float], list[float], str]]:
     """Wall and CPU (user + system) milliseconds of ``tuner ARGS``, a new process each
@@ -192,6 +207,8 @@ def command(args: list[str], runs: int, ok: tuple[int, ...] = (0,),
     run it from, interleaved run by run (None: the installed tuner; a folder: the tuner
     in it, as ``python -m tuner`` there imports it), one result each."""
     found: list[tuple[list[float], list[float], str]] = [([], [], "") for _ in trees]
+    for tree in trees:
+        compile_bytecode(tree)
     for i in range(runs + 1):
         for (walls, cpus, _), tree, k in zip(found, trees, range(len(trees))):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
