@@ -418,3 +418,31 @@ def test_a_url_psycopg_refuses_reads_as_the_store_says_it(driver: str) -> None:
     with pytest.raises(StoreError) as store:
         Store.open(url, read_only=True)
     assert str(lean.value) == str(store.value) and "s3cret" not in str(lean.value)
+
+
+def test_empty_values_and_nulls_read_as_psycopg_reads_them(postgres_url: str) -> None:
+    """The fast path asks libpq whether a value is NULL only where it reads empty: an
+    empty text, a NULL and the rest come back as psycopg returns them."""
+    import psycopg
+
+    from tuner.store import _libpq
+
+    target = R._target(postgres_url)
+    assert target is not None and isinstance(target[1], dict)
+    fast = _libpq.connect(target[1])
+    if fast is None:
+        pytest.skip("psycopg-binary's libpq is not installed here")
+    sql = (
+        "SELECT ''::text, NULL::text, 'x'::text, 0, NULL::int, '{}'::json, NULL::json, false, NULL::boolean "
+        "UNION ALL SELECT NULL, '', '', NULL, 7, NULL, '[]', NULL, true"
+    )
+    try:
+        cursor = fast.cursor()
+        cursor.execute(sql, ())
+        mine = cursor.fetchall()
+    finally:
+        fast.close()
+    with psycopg.connect(**target[1]) as connection:
+        theirs = connection.execute(sql).fetchall()
+    assert mine == theirs
+    assert mine[0][:3] == ("", None, "x") and mine[1][:3] == (None, "", "")

@@ -243,16 +243,18 @@ class Connection:
                 if oid not in _DECODERS:
                     raise DatabaseError(f"column {column} has type oid {oid}, which this reader does not decode")
                 decoders.append(_DECODERS[oid])
+            # A NULL reads as an empty value: only those are asked whether they are NULL
+            # (a fleet's peers query reads thousands of values, a foreign call each).
+            value, is_null = lib.PQgetvalue, lib.PQgetisnull
             rows = []
             for row in range(lib.PQntuples(result)):
-                rows.append(
-                    tuple(
-                        None
-                        if lib.PQgetisnull(result, row, column)
-                        else decoders[column](lib.PQgetvalue(result, row, column).decode("utf-8"))
-                        for column in range(columns)
+                cells = []
+                for column in range(columns):
+                    raw = value(result, row, column)
+                    cells.append(
+                        None if not raw and is_null(result, row, column) else decoders[column](raw.decode("utf-8"))
                     )
-                )
+                rows.append(tuple(cells))
             return rows
         finally:
             lib.PQclear(result)
