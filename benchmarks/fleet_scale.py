@@ -350,8 +350,11 @@ def main() -> int:
         for label, call in [
             ("lean best (`tuner best`'s read, no SQLAlchemy)", lambda: lean.best(here.fingerprint, MODEL, seq_len=SEQ)),
             ("lean peers", lambda: lean.peers(OTHER_MODEL, None, 1, "p50", winners_only=True)),
-            ("lean machines + winners (the staleness check)",
-             lambda: (lean.machines(), lean.winners([lean.best(here.fingerprint, MODEL)[0].machine_id]))),
+            # What judge_winners reads: this machine's row through its winners of the
+            # model, then its winners (not every machine, as it did before).
+            ("lean best + winners (the staleness check)",
+             lambda: lean.winners([b.machine_id for b in lean.best(here.fingerprint, f"{3:064x}")])),
+            ("lean machines (every machine: what the staleness check read before)", lambda: lean.machines()),
         ]:
             rows.append((label, in_process(call, args.runs * 3), None))
 
