@@ -32,8 +32,8 @@ def stale_reasons(machines: Sequence[Mapping[str, Any]]) -> dict[int, str]:
             if machine is newest:
                 continue
             if machine["hardware_fingerprint"] != newest["hardware_fingerprint"]:
-                changed = hardware_changes(machine.get("info") or {}, newest.get("info") or {})
-                what = f": {'; '.join(changed)}" if changed else ""
+                hardware = hardware_changes(machine.get("info") or {}, newest.get("info") or {})
+                what = f": {'; '.join(hardware)}" if hardware else ""
                 reasons[machine["id"]] = (
                     f"the hardware of {machine['hostname']} changed since{what} "
                     f"(machine {newest['id']}, seen {newest['last_seen']:%Y-%m-%d})"
