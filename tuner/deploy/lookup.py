@@ -249,7 +249,7 @@ def best_config(
             contents = ", ".join(sorted({b.model_hash[:12] for b in found}))
             raise UserError(
                 f"{model} names several tuned models (contents {contents}) and is not found here to tell "
-                "which; pass its folder, or its content hash (`tuner history`) as --model"
+                "which; pass its folder, or its content hash (`tuner history --json` shows it) as --model"
             )
         raise UserError(
             f"{model} was tuned at several sequence lengths ({', '.join(map(str, lengths))}); pass --seq-len"
