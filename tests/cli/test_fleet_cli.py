@@ -120,3 +120,5 @@ def test_a_name_that_matches_two_tuned_contents_says_so(any_db: str, env: dict[s
     assert "--model" in line and "(16, 16)" not in line
     both = json.loads(run_tuner("best", "--db", any_db, "--model", "org/gone-model", env=env).stdout)
     assert sorted(b["launch"]["env"]["TUNER_MODEL_HASH"][0] for b in both) == ["a", "b"]
+    one = run_tuner("best", "--db", any_db, "--model", "b" * 64, "--format", "shell", env=env)
+    assert f"TUNER_MODEL_HASH={'b' * 64}" in one.stdout  # the hash the message asks for picks one
