@@ -103,7 +103,14 @@ def test_a_killed_workers_trial_is_failed_by_its_heartbeat_and_run_again(postgre
     interrupted = [r for r in rows if r.status == "interrupted"]
     assert len(interrupted) == 1 and interrupted[0].config == killed_config
     assert "heartbeat" in (interrupted[0].reason or "")
-    # The killed worker's configuration ran again, on a live worker, after it was failed.
-    again = [r for r in rows if r.status == "ok" and r.config == killed_config and r.number > interrupted[0].number]
-    assert again, [(r.number, r.status) for r in rows]
+    # The killed worker's configuration was queued again and taken by a live worker after it was failed.
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
+    retried = next(r for r in rows if r.number == retry.number)
+    assert retried.config == killed_config and retry.number > interrupted[0].number
+    # Measured once: by the retry, or, where another worker happened to run the same configuration
+    # while the victim did (two workers' local searches can propose one neighbour at once), by that
+    # worker, whose result the retry then reuses as a duplicate.
+    measured = [r for r in rows if r.status == "ok" and r.config == killed_config]
+    assert len(measured) == 1, [(r.number, r.status) for r in rows]
+    assert retried.status == "ok" or (retried.status == "duplicate" and f"trial {measured[0].number}" in retried.reason)
     assert sum(1 for r in rows if r.status == "ok") == 12
