@@ -9,7 +9,7 @@ time, and it reads none).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -66,29 +66,19 @@ class BestRecord:
     finalists: list[dict[str, Any]] | None = None  # each finalist's re-measured speedup and interval
 
 
+def from_row(cls: type, row: Any, **given: Any) -> Any:
+    """A record dataclass from a row with attributes of the same names (the ORM's or a
+    query's), the fields in ``given`` (joined-in identity, decoded values) taken from there."""
+    return cls(**{f.name: given[f.name] if f.name in given else getattr(row, f.name) for f in fields(cls)})
+
+
 def best_record(row: Any, fingerprint: str, model_id: str, content_hash: str) -> BestRecord:
-    """A BestRecord from a tuner_best row (the ORM's or a query's: same attribute names)
-    and its machine's and model's identity, for the store and its fleet queries alike."""
-    return BestRecord(
-        machine_id=row.machine_id,
-        fingerprint=fingerprint,
-        model_pk=row.model_pk,
-        model_id=model_id,
-        content_hash=content_hash,
-        seq_len=row.seq_len,
-        batch=row.batch,
-        objective=row.objective,
-        trial_id=row.trial_id,
-        config=row.config,
-        metrics=row.metrics,
-        default_median_ms=row.default_median_ms,
-        speedup=row.speedup,
-        updated=row.updated,
-        speedup_low=row.speedup_low,
-        speedup_high=row.speedup_high,
-        significant=row.significant,
-        finalists=row.finalists,
+    """A BestRecord from a tuner_best row and its machine's and model's identity, for
+    the store and its fleet queries alike."""
+    record: BestRecord = from_row(
+        BestRecord, row, fingerprint=fingerprint, model_id=model_id, content_hash=content_hash
     )
+    return record
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from tuner.store._records import (
     ModelRecord,
     ReplayRecord,
     best_record,
+    from_row,
 )
 from tuner.store._similar import FleetQueries
 from tuner.store._trials import NewTrial, StudyRecord, TrialRecord
@@ -228,7 +229,7 @@ class Store(NightlyRuns, FleetQueries, Claims):
 
         with self._transaction() as session:
             rows = session.execute(select(MachineRow).order_by(MachineRow.id)).scalars()
-            return [_record(MachineRecord, row) for row in rows]
+            return [from_row(MachineRecord, row) for row in rows]
 
     def machine_counts(self) -> dict[int, tuple[int, int]]:
         """Per machine id: its number of studies and of winners (``tuner machines``).
@@ -253,7 +254,7 @@ class Store(NightlyRuns, FleetQueries, Claims):
 
         with self._transaction() as session:
             rows = session.execute(select(ModelRow).order_by(ModelRow.id)).scalars()
-            return [_record(ModelRecord, row) for row in rows]
+            return [from_row(ModelRecord, row) for row in rows]
 
     # -- studies ---------------------------------------------------------------------
 
@@ -509,7 +510,7 @@ class Store(NightlyRuns, FleetQueries, Claims):
             query = query.where(ReplayRow.kind == kind)
         with self._transaction() as session:
             rows = session.execute(query.order_by(ReplayRow.id)).scalars()
-            return [_record(ReplayRecord, row, samples_ms=row.samples_ms or []) for row in rows]
+            return [from_row(ReplayRecord, row, samples_ms=row.samples_ms or []) for row in rows]
 
     # -- best ------------------------------------------------------------------------
 
@@ -681,11 +682,6 @@ def _require(session: "Session", model: type, id_: int, what: str) -> Any:
     return row
 
 
-def _record(cls: type, row: Any, **overrides: Any) -> Any:
-    values = {f.name: getattr(row, f.name) for f in fields(cls)}
-    return cls(**{**values, **overrides})
-
-
 def _trial_columns(trial: NewTrial) -> dict[str, Any]:
     """A trial's fields as TrialRow columns: mappings and sequences as the plain dicts
     and lists its JSON columns hold."""
@@ -701,27 +697,12 @@ def _trial_columns(trial: NewTrial) -> dict[str, Any]:
 
 
 def _trial_record(row: "TrialRow") -> TrialRecord:
-    record: TrialRecord = _record(TrialRecord, row, samples_ms=row.samples_ms or [])
+    record: TrialRecord = from_row(TrialRecord, row, samples_ms=row.samples_ms or [])
     return record
 
 
 def _study_record(row: "StudyRow", fingerprint: str, model_id: str, content_hash: str, n_trials: int) -> StudyRecord:
-    return StudyRecord(
-        id=row.id,
-        machine_id=row.machine_id,
-        fingerprint=fingerprint,
-        model_pk=row.model_pk,
-        model_id=model_id,
-        content_hash=content_hash,
-        seq_len=row.seq_len,
-        batch=row.batch,
-        objective=row.objective,
-        space_hash=row.space_hash,
-        optuna_study_name=row.optuna_study_name,
-        settings=row.settings,
-        status=row.status,
-        created=row.created,
-        updated=row.updated,
-        n_trials=int(n_trials),
-        pareto=row.pareto,
+    record: StudyRecord = from_row(
+        StudyRecord, row, fingerprint=fingerprint, model_id=model_id, content_hash=content_hash, n_trials=int(n_trials)
     )
+    return record
